@@ -1,0 +1,22 @@
+"""Model registry: a config names a model (`resnet32x4`, `vgg9`, ...) and gets a Flax module.
+
+Every model's `__call__(x, *, train)` takes NHWC float images and returns `(logits, taps)`; taps is a dict of
+named features (`feats`, `preact_feats`, `pooled`, ...) documented in each model module.
+"""
+import flax.linen as nn
+
+from kdjax.models import cifar_resnet, vgg
+
+_FAMILIES = (vgg, cifar_resnet)
+REGISTRY = {name: family for family in _FAMILIES for name in family.NAMES}
+
+
+def model_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_model(name: str, *, num_classes: int, **kw) -> nn.Module:
+    """Builds the registered model `name` with a `num_classes`-way classifier; kw go to the module (width, dtype)."""
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown model {name!r}; valid models: {', '.join(model_names())}")
+    return REGISTRY[name].get_model(name, num_classes=num_classes, **kw)

@@ -1,0 +1,36 @@
+"""Layer constructors shared by the model zoo, with PyTorch-equivalent constants.
+
+Padding is explicit (torch `padding=k//2`): flax 'SAME' pads stride-2 convolutions asymmetrically (0 before,
+1 after), which would shift every downsampled feature map relative to the PyTorch references and break weight
+conversion.
+"""
+import functools
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# torch kaiming_normal_(mode='fan_out', nonlinearity='relu'): untruncated normal, std = sqrt(2 / fan_out).
+kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# torch nn.Linear default kernel init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+torch_linear_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def conv(features: int, kernel: int = 3, stride: int = 1, *, use_bias: bool = False, groups: int = 1,
+         dtype=jnp.float32, name=None) -> nn.Conv:
+    pad = kernel // 2
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+                   use_bias=use_bias, feature_group_count=groups, kernel_init=kaiming_fan_out, dtype=dtype,
+                   name=name)
+
+
+def batch_norm(train: bool, *, dtype=jnp.float32, name=None) -> nn.BatchNorm:
+    # torch BN: eps 1e-5, running-stat momentum 0.1 (= flax momentum 0.9). flax updates running_var with the
+    # biased batch variance, torch with the unbiased one; only running statistics differ (spec 7).
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
+
+
+def scaled(width: int, multiplier: float) -> int:
+    return max(1, int(round(width * multiplier)))
+
+
+global_avg_pool = functools.partial(jnp.mean, axis=(1, 2))

@@ -1,0 +1,90 @@
+"""BN-VGG models built from a list of blocks.
+
+Two families share this module:
+- the CIFAR benchmark VGGs of mdistiller/RepDistiller (`vgg8`, `vgg11`, `vgg13`, `vgg16`, `vgg19`): convs with
+  bias, pools after blocks 0-2, the pool after block 3 only for 64x64 inputs, Linear init N(0, 0.01);
+- the Jacobian-matching paper's nets (`vgg4`, `vgg9`; shared/papers/004 Sec 10.1): conv3x3-BN-ReLU without bias
+  (BN follows), a max-pool after every block, global average pool, one dense layer.
+
+Taps: `feats[i]` = output of block i after its last ReLU (before the pool that follows it), `preact_feats[i]` =
+the same tensor before that ReLU, `pooled` = the global-average-pooled vector fed to the classifier,
+`pooled_feats[i]` = the output of the pool after block i (what Jacobian paper Sec 10.2 calls "after maxpool i+1").
+"""
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from kdjax.models import layers
+
+MAX = "max"          # 2x2 max-pool, stride 2, after the block
+NONE = "none"
+MAX_IF_64 = "max64"  # mdistiller: pool3 runs only when the input is 64x64 (Tiny ImageNet), not for 32x32 CIFAR
+
+
+class VGG(nn.Module):
+    blocks: Sequence[Sequence[int]]
+    pools: Sequence[str]
+    num_classes: int
+    use_bias: bool = False
+    classifier_std: float | None = None  # None: torch nn.Linear default init
+    width: float = 1.0
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool):
+        if len(self.blocks) != len(self.pools):
+            raise ValueError(f"VGG: {len(self.blocks)} blocks but {len(self.pools)} pool entries")
+        input_height = x.shape[1]
+        x = x.astype(self.dtype)
+        feats, preacts, pooled_feats = [], [], []
+        for widths, pool in zip(self.blocks, self.pools):
+            for j, w in enumerate(widths):
+                x = layers.conv(layers.scaled(w, self.width), 3, use_bias=self.use_bias, dtype=self.dtype)(x)
+                x = layers.batch_norm(train, dtype=self.dtype)(x)
+                if j < len(widths) - 1:
+                    x = nn.relu(x)
+            preacts.append(x)
+            x = nn.relu(x)
+            feats.append(x)
+            if pool == MAX or (pool == MAX_IF_64 and input_height == 64):
+                if x.shape[1] < 2 or x.shape[2] < 2:
+                    raise ValueError(f"VGG: a {input_height}x{input_height} input is too small for "
+                                     f"{sum(p != NONE for p in self.pools)} 2x2 max-pools; use a larger image_size")
+                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            elif pool not in (NONE, MAX_IF_64):
+                raise ValueError(f"VGG: unknown pool {pool!r}; valid: {MAX!r}, {NONE!r}, {MAX_IF_64!r}")
+            pooled_feats.append(x)
+        pooled = layers.global_avg_pool(x)
+        kernel_init = (layers.torch_linear_kernel if self.classifier_std is None
+                       else nn.initializers.normal(self.classifier_std))
+        logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype)(pooled)
+        taps = {"feats": feats, "preact_feats": preacts, "pooled_feats": pooled_feats, "pooled": pooled}
+        return logits.astype(jnp.float32), taps
+
+
+# mdistiller cfg letters: A = vgg11, B = vgg13, D = vgg16, E = vgg19, S = vgg8.
+_BENCHMARK_BLOCKS = {
+    "vgg8": ((64,), (128,), (256,), (512,), (512,)),
+    "vgg11": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+    "vgg13": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+    "vgg16": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+    "vgg19": ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
+}
+_PAPER_004_BLOCKS = {
+    "vgg4": ((64,), (128,), (512,)),
+    "vgg9": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+}
+
+
+def get_model(name: str, *, num_classes: int, **kw) -> VGG:
+    if name in _BENCHMARK_BLOCKS:
+        blocks = _BENCHMARK_BLOCKS[name]
+        return VGG(blocks=blocks, pools=(MAX, MAX, MAX, MAX_IF_64, NONE), num_classes=num_classes,
+                   use_bias=True, classifier_std=0.01, **kw)
+    blocks = _PAPER_004_BLOCKS[name]
+    return VGG(blocks=blocks, pools=(MAX,) * len(blocks), num_classes=num_classes, use_bias=False, **kw)
+
+
+NAMES = tuple(_BENCHMARK_BLOCKS) + tuple(_PAPER_004_BLOCKS)

@@ -1,0 +1,1 @@
+"""The generic trainer: loss-term registry, optimisers, jitted sharded steps, checkpoints, logging, the loop."""

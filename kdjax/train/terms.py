@@ -1,0 +1,143 @@
+"""The loss-term registry: how a config's `losses` block becomes the objective of a train step.
+
+A config names terms and their weights, e.g. `losses = {'ce': {'weight': 0.1}, 'kd': {'weight': 0.9,
+'temperature': 4.0}}`. Every key other than `weight` and `warmup_epochs` is a keyword argument of the term.
+
+A term sees everything a distillation method can need, through `TermInputs`:
+- the batch (every key the pipeline produced: extra views, dataset indices, contrast indices, ...);
+- the student's and the teacher's `(logits, taps)` on `batch['image']` (teacher outputs are already constant);
+- the networks as callables, `student_fn(x) -> (logits, taps)` (differentiable w.r.t. the student parameters,
+  BatchNorm on running statistics so examples stay independent) and `teacher_fn(x)` (constant), for Jacobian terms
+  and extra views;
+- the term's own trainable parameters and state (regressors, memory banks), created by `init` and carried in the
+  train state: parameters are optimised and checkpointed with the student, never with the teacher.
+New methods subclass `Term` and register with `@register('name')`; the trainer does not change.
+"""
+import dataclasses
+import inspect
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from kdjax import losses
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TermInputs:
+    batch: dict
+    student_logits: Array
+    student_taps: dict
+    teacher_logits: Array | None
+    teacher_taps: dict | None
+    student_fn: Callable
+    teacher_fn: Callable | None
+    step: Array
+    epoch: Array   # 1-based epoch index, as in the PyTorch references' warm-up rules
+    rng: Array
+
+    @property
+    def labels(self) -> Array:
+        return self.batch["label"]
+
+
+class Term:
+    """A loss term. Stateless terms override `loss`; stateful or parametrised ones override `init` and `__call__`."""
+    needs_teacher: bool = False
+
+    def init(self, rng: Array, inputs: TermInputs) -> tuple[Any, Any]:
+        """Returns (trainable params, non-trainable state) of this term."""
+        return {}, {}
+
+    def loss(self, inputs: TermInputs) -> Array:
+        raise NotImplementedError
+
+    def __call__(self, inputs: TermInputs, params, state) -> tuple[Array, Any, dict]:
+        """Returns (unweighted scalar loss, new state, extra metrics)."""
+        return self.loss(inputs), state, {}
+
+
+REGISTRY: dict[str, type] = {}
+
+
+def register(name: str):
+    def wrap(cls):
+        if name in REGISTRY:
+            raise ValueError(f"loss term {name!r} registered twice")
+        REGISTRY[name] = cls
+        cls.term_name = name
+        return cls
+    return wrap
+
+
+def term_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedTerm:
+    name: str
+    term: Term
+    weight: float
+    warmup_epochs: float = 0.0
+
+    def factor(self, epoch: Array) -> Array:
+        """weight * min(epoch / warmup_epochs, 1), epoch 1-based (DKD / ReviewKD warm-up)."""
+        if not self.warmup_epochs:
+            return jnp.float32(self.weight)
+        return self.weight * jnp.minimum(epoch / self.warmup_epochs, 1.0)
+
+
+def build_term(name: str, options: dict) -> WeightedTerm:
+    """Builds one term from its config entry; errors name the bad key and the valid choices."""
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown loss term {name!r}; valid loss terms: {', '.join(term_names())}")
+    options = dict(options)
+    if "weight" not in options:
+        raise ValueError(f"loss term {name!r} has no 'weight'")
+    weight = float(options.pop("weight"))
+    warmup = float(options.pop("warmup_epochs", 0.0))
+    cls = REGISTRY[name]
+    valid = [p for p in inspect.signature(cls).parameters]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"loss term {name!r}: unknown option(s) {unknown}; valid options: "
+                         f"{['weight', 'warmup_epochs'] + valid}")
+    return WeightedTerm(name, cls(**options), weight, warmup)
+
+
+def build_terms(config: dict) -> list[WeightedTerm]:
+    if not config:
+        raise ValueError("a stage needs at least one loss term in `losses`")
+    return [build_term(name, opts) for name, opts in config.items()]
+
+
+# ---- terms of the foundation -----------------------------------------------------------------------------------
+@register("ce")
+@dataclasses.dataclass(frozen=True)
+class CrossEntropy(Term):
+    label_smoothing: float = 0.0
+
+    def loss(self, inputs):
+        return losses.cross_entropy(inputs.student_logits, inputs.labels, label_smoothing=self.label_smoothing)
+
+
+@register("kd")
+@dataclasses.dataclass(frozen=True)
+class KD(Term):
+    temperature: float = 4.0
+    needs_teacher = True
+
+    def loss(self, inputs):
+        return losses.kd(inputs.student_logits, inputs.teacher_logits, temperature=self.temperature)
+
+
+@register("logit_mse")
+@dataclasses.dataclass(frozen=True)
+class LogitMSE(Term):
+    needs_teacher = True
+
+    def loss(self, inputs):
+        return losses.logit_mse(inputs.student_logits, inputs.teacher_logits)

@@ -1,0 +1,32 @@
+"""kdjax: knowledge distillation research code in JAX/Flax."""
+import setuptools
+
+# Ranges are the ones installed together and tested (jax 0.10.2, flax 0.12.8, optax 0.2.8,
+# orbax-checkpoint 0.12.8, tensorflow-cpu 2.21, tensorflow-datasets 4.9.10, clu 0.0.12, ml-collections 1.1).
+INSTALL_REQUIRES = [
+    "jax>=0.10,<0.11",
+    "flax>=0.12,<0.13",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12,<0.13",
+    "tensorflow-datasets>=4.9.10,<5",
+    "tensorflow-cpu>=2.21,<2.22",
+    "tensorboard>=2.21,<2.22",
+    "ml-collections>=1.1,<2",
+    "clu>=0.0.12,<0.1",
+    "scikit-learn>=1.5,<2",
+    "matplotlib>=3.8,<4",
+    "numpy>=2.0,<3",
+]
+
+setuptools.setup(
+    name="kdjax",
+    version="0.1.0",
+    description="Knowledge distillation research code in JAX/Flax: losses, models, a sharded trainer, paper configs.",
+    packages=setuptools.find_packages(include=["kdjax", "kdjax.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        # pytest-xdist runs the suite on both cores in CI.
+        "test": ["pytest>=8", "pytest-xdist>=3"],
+    },
+)
