@@ -75,10 +75,11 @@ def cosine(base_lr, warmup_epochs=0.0) -> dict:
 
 
 def runlocal(config: ml_collections.ConfigDict, steps: int = 2) -> ml_collections.ConfigDict:
-    """Shrinks a config for a CPU smoke test of the real recipe: batch 8, `steps` steps per stage."""
+    """Shrinks a config for a CPU smoke test of the real recipe: batch 8, `steps` steps per stage, 64 test images."""
     config.batch_size = 8
     config.eval_batch_size = 8
     config.log_every_steps = 1
+    config.data.eval_split = config.data.eval_split.split("[")[0] + "[:64]"
     for name in config.stages:
         config.stages[name].num_steps = steps
     return config

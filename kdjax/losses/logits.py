@@ -2,10 +2,7 @@
 import jax
 import jax.numpy as jnp
 
-
-def _check_same_shape(a, b, what):
-    if a.shape != b.shape:
-        raise ValueError(f"{what}: student shape {a.shape} != teacher shape {b.shape}")
+from kdjax.losses.common import check_same_shape, upcast
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: float = 0.0) -> jax.Array:
@@ -17,13 +14,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: floa
       label_smoothing: eps of torch `CrossEntropyLoss(label_smoothing=eps)`: the target is
         (1 - eps) * onehot + eps / C.
     Returns:
-      Scalar float32.
+      Scalar, float32 (float64 for float64 inputs).
     """
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: labels shape {labels.shape} does not match logits {logits.shape}")
-    logits = logits.astype(jnp.float32)
+    logits = upcast(logits)
     num_classes = logits.shape[-1]
-    targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    targets = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
     if label_smoothing:
         targets = (1.0 - label_smoothing) * targets + label_smoothing / num_classes
     return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
@@ -42,12 +39,12 @@ def kd(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: flo
       teacher_logits: [B, C]; not stop-gradient'ed here.
       temperature: T > 0.
     Returns:
-      Scalar float32.
+      Scalar, float32 (float64 for float64 inputs).
     """
-    _check_same_shape(student_logits, teacher_logits, "kd")
-    t = jnp.float32(temperature)
-    log_p_s = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
-    log_p_t = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
+    check_same_shape(student_logits, teacher_logits, "kd")
+    t = temperature
+    log_p_s = jax.nn.log_softmax(upcast(student_logits) / t, axis=-1)
+    log_p_t = jax.nn.log_softmax(upcast(teacher_logits) / t, axis=-1)
     p_t = jnp.exp(log_p_t)
     kl = jnp.sum(jax.scipy.special.xlogy(p_t, p_t) - p_t * log_p_s, axis=-1)
     return t * t * jnp.mean(kl)
@@ -55,6 +52,6 @@ def kd(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: flo
 
 def logit_mse(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
     """Mean squared error over all elements (torch `F.mse_loss`, reduction='mean')."""
-    _check_same_shape(student_logits, teacher_logits, "logit_mse")
-    diff = student_logits.astype(jnp.float32) - teacher_logits.astype(jnp.float32)
+    check_same_shape(student_logits, teacher_logits, "logit_mse")
+    diff = upcast(student_logits) - upcast(teacher_logits)
     return jnp.mean(jnp.square(diff))

@@ -111,6 +111,21 @@ def _check_finite(window, first_step):
             raise NonFiniteLossError(f"non-finite loss at step {first_step + offset + 1}: {terms}")
 
 
+def _stage_identity(config, spec) -> dict:
+    """What must not change between a checkpoint and the run that resumes it (epochs may, to extend a run)."""
+    return json.loads(json.dumps({"model": spec.model, "losses": recipe._to_dict(config.stages[spec.name].losses),
+                                  "data": spec.data, "batch_size": int(config.batch_size), "seed": int(config.seed),
+                                  "optimizer": spec.optimizer.to_dict()}, default=str))
+
+
+def _check_same_identity(stage, directory, saved, current):
+    changed = sorted(k for k in current if saved.get(k) != current[k])
+    if changed:
+        details = "; ".join(f"{k}: checkpoint {saved.get(k)} vs config {current[k]}" for k in changed)
+        raise RuntimeError(f"stage {stage!r}: {directory} holds a checkpoint of a different config ({details}). "
+                           "Use a new --workdir, or restore the original settings to resume.")
+
+
 def _summarise(window) -> dict:
     return {k: float(np.mean([m[k] for m in window])) for k in window[0]}
 
@@ -159,11 +174,21 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_step=None) -> d
     ckpt_cfg = config.checkpoint
     checkpointer = ckpt_lib.Checkpointer(os.path.join(out_dir, "checkpoints"), max_to_keep=int(ckpt_cfg.max_to_keep))
     save_every = int(ckpt_cfg.every_steps)
-    meta = {"best_accuracy": -1.0, "best_step": 0, "wall_time": 0.0, "run_id": f"{stage}-{int(time.time())}"}
+    identity = _stage_identity(config, spec)
+    meta = {"best_accuracy": -1.0, "best_step": 0, "wall_time": 0.0, "run_id": f"{stage}-{int(time.time())}",
+            "stage_identity": identity}
     start = checkpointer.latest_step()
     if start is not None:
         abstract = ckpt_lib.abstract_with_sharding(jax.eval_shape(lambda: state.checkpoint_tree()), repl)
-        tree, meta = checkpointer.restore(start, abstract)
+        try:
+            tree, meta = checkpointer.restore(start, abstract)
+        except ValueError as e:
+            raise RuntimeError(f"stage {stage!r}: the checkpoint in {checkpointer.directory} does not fit this "
+                               f"config ({e}); use a new --workdir") from e
+        _check_same_identity(stage, checkpointer.directory, meta.get("stage_identity", {}), identity)
+        if start > total_steps:
+            raise RuntimeError(f"stage {stage!r}: the checkpoint in {checkpointer.directory} is at step {start}, "
+                               f"beyond this config's {total_steps} steps; use a new --workdir")
         state = state.replace_from_checkpoint(tree)
         if jax.process_index() == 0:
             print(f"[{stage}] resumed from step {start} (epoch {start / spe:.2f}) in {checkpointer.directory}",

@@ -1,0 +1,47 @@
+"""Small configs and utilities shared by the tests."""
+import os
+import subprocess
+import sys
+
+import ml_collections
+
+from configs import common
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(*, steps: int = 4, batch_size: int = 16, distill: bool = True) -> ml_collections.ConfigDict:
+    """Digits at 8x8, a narrow VGG-9 -> VGG-4 pair: compiles and runs in seconds on CPU."""
+    config = common.base_config(seed=0)
+    config.batch_size = batch_size
+    config.eval_batch_size = 64
+    config.log_every_steps = 1
+    config.eval_every_epochs = 100.0
+    config.checkpoint.every_steps = 1
+    config.data = common.data_block("digits", image_size=8, augment=("crop", "flip"), crop_padding=1,
+                                    eval_split="test[:64]")
+    opt, sched = common.sgd(), common.multistep(0.05, (1,))
+    config.stages.teacher = common.stage(dict(name="vgg4", width=0.125), {"ce": dict(weight=1.0)},
+                                         optimizer=opt, schedule=sched, num_epochs=1)
+    config.stages.teacher.num_steps = steps
+    order = ["teacher"]
+    if distill:
+        config.stages.student = common.stage(
+            dict(name="vgg4", width=0.0625), {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0)},
+            optimizer=opt, schedule=sched, num_epochs=1, teacher=dict(stage="teacher"))
+        config.stages.student.num_steps = steps
+        order.append("student")
+    config.stage_order = tuple(order)
+    return config
+
+
+def run_python(code_or_args, *, devices: int | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs python in a subprocess at the repo root (a fresh JAX with its own device count)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                                if not f.startswith("--xla_force_host_platform_device_count"))
+    if devices:
+        env["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={devices}"
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else list(code_or_args)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)

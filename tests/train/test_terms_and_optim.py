@@ -1,0 +1,83 @@
+"""Loss-term registry and optimiser/schedule construction."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from kdjax.train import optim, terms
+
+
+def test_build_term_passes_options_and_weight():
+    wt = terms.build_term("kd", {"weight": 0.9, "temperature": 2.0})
+    assert wt.weight == 0.9 and wt.term.temperature == 2.0 and wt.term.needs_teacher
+
+
+def test_unknown_term_and_option_list_valid_choices():
+    with pytest.raises(ValueError, match=r"Unknown loss term 'kdd'.*ce, kd, logit_mse"):
+        terms.build_term("kdd", {"weight": 1.0})
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['temprature'\].*temperature"):
+        terms.build_term("kd", {"weight": 1.0, "temprature": 4.0})
+    with pytest.raises(ValueError, match="no 'weight'"):
+        terms.build_term("ce", {})
+
+
+def test_warmup_factor_follows_min_epoch_over_warmup():
+    wt = terms.build_term("ce", {"weight": 2.0, "warmup_epochs": 20})
+    for epoch, expected in [(1, 0.1), (10, 1.0), (20, 2.0), (35, 2.0)]:
+        np.testing.assert_allclose(wt.factor(jnp.float32(epoch)), expected, rtol=1e-6)
+
+
+def test_multistep_schedule_drops_after_milestone_epochs():
+    """lr = base * 0.1^(#milestones strictly below the 1-based epoch): epoch 151 is the first at 0.1x."""
+    cfg = ml_collections.ConfigDict(dict(name="multistep", base_lr=0.05, milestones=(150, 180, 210)))
+    spe = 10
+    sched = optim.make_schedule(cfg, steps_per_epoch=spe, total_steps=240 * spe)
+    step_of = lambda epoch: (epoch - 1) * spe  # first step of a 1-based epoch
+    np.testing.assert_allclose(sched(step_of(150) + spe - 1), 0.05)
+    np.testing.assert_allclose(sched(step_of(151)), 0.005, rtol=1e-6)
+    np.testing.assert_allclose(sched(step_of(181)), 0.0005, rtol=1e-6)
+    np.testing.assert_allclose(sched(step_of(240)), 0.00005, rtol=1e-5)
+
+
+def test_sgd_coupled_weight_decay_matches_torch_semantics():
+    """torch SGD(momentum, weight_decay): g' = g + wd*p; v = mu*v + g'; p -= lr*v (two steps by hand)."""
+    cfg = ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, nesterov=False, weight_decay=0.1))
+    tx = optim.make_optimizer(cfg, optax.constant_schedule(0.5))
+    p = {"w": jnp.array([1.0, -2.0])}
+    g = {"w": jnp.array([0.3, 0.1])}
+    state = tx.init(p)
+    expected, v = np.array([1.0, -2.0]), np.zeros(2)
+    for _ in range(2):
+        updates, state = tx.update(g, state, p)
+        p = optax.apply_updates(p, updates)
+        v = 0.9 * v + (np.array([0.3, 0.1]) + 0.1 * expected)
+        expected = expected - 0.5 * v
+    np.testing.assert_allclose(p["w"], expected, rtol=1e-6)
+
+
+def test_exclude_1d_from_decay_leaves_biases_alone():
+    cfg = ml_collections.ConfigDict(dict(name="sgd", momentum=0.0, weight_decay=1.0, exclude_1d_from_decay=True))
+    tx = optim.make_optimizer(cfg, optax.constant_schedule(1.0))
+    p = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}
+    zeros = jax.tree.map(jnp.zeros_like, p)
+    updates, _ = tx.update(zeros, tx.init(p), p)
+    np.testing.assert_allclose(updates["kernel"], -np.ones((2, 2)))
+    np.testing.assert_allclose(updates["bias"], np.zeros(2))
+
+
+def test_adamw_decouples_decay():
+    cfg = ml_collections.ConfigDict(dict(name="adamw", weight_decay=0.5))
+    tx = optim.make_optimizer(cfg, optax.constant_schedule(0.1))
+    p = {"w": jnp.array([2.0])}
+    updates, _ = tx.update({"w": jnp.array([0.0])}, tx.init(p), p)
+    np.testing.assert_allclose(updates["w"], [-0.1 * 0.5 * 2.0], rtol=1e-6)  # lr * wd * p, no Adam scaling
+
+
+def test_unknown_optimizer_and_schedule():
+    with pytest.raises(ValueError, match="Unknown optimizer 'lamb'.*sgd, adam, adamw"):
+        optim.make_optimizer(ml_collections.ConfigDict(dict(name="lamb")), optax.constant_schedule(1.0))
+    with pytest.raises(ValueError, match="Unknown schedule 'step'.*multistep"):
+        optim.make_schedule(ml_collections.ConfigDict(dict(name="step", base_lr=1.0)), steps_per_epoch=1,
+                            total_steps=1)
