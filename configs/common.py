@@ -46,14 +46,16 @@ def data_block(name: str, *, image_size=None, augment=("crop", "flip"), crop_pad
 
 
 def stage(model: dict, losses: dict, *, optimizer: dict, schedule: dict, num_epochs: float,
-          teacher: dict | None = None, data: dict | None = None) -> ml_collections.ConfigDict:
+          teacher: dict | None = None, data: dict | None = None, noise_sigmas=()) -> ml_collections.ConfigDict:
     s = ml_collections.ConfigDict(dict(model=model, losses=losses, optimizer=optimizer, schedule=schedule,
-                                       num_epochs=num_epochs, num_steps=None, data=data or {}))
+                                       num_epochs=num_epochs, num_steps=None, data=data or {},
+                                       noise_sigmas=tuple(noise_sigmas), init_from=""))
     s.num_steps = ml_collections.config_dict.placeholder(int)
     if teacher is not None:
         s.teacher = ml_collections.ConfigDict(dict(stage=teacher.get("stage", ""),
                                                    checkpoint=teacher.get("checkpoint", ""),
-                                                   model=teacher.get("model", {})))
+                                                   model=teacher.get("model", {}),
+                                                   how_to_get=teacher.get("how_to_get", "")))
     return s
 
 

@@ -9,7 +9,8 @@ Offline sources:
 - `digits`: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), a fixed stratified split of 1,437 train /
   360 test images (random_state 0), pixel values 0..16 scaled to 0..255.
 - `fashion_mnist`: the IDX files of Debian's `dataset-fashion-mnist` package (60,000 / 10,000 28x28 images).
-Any other name is a TFDS builder (`cifar100`, `tfds:fashion_mnist` to force TFDS for a name an offline source uses).
+Any other name is a TFDS builder (`cifar100`, `tfds:fashion_mnist` to force TFDS for a name an offline source uses),
+or `folder:<root>` for images in class folders (`<root>/<split>/<class>/*.jpg`, tfds ImageFolder).
 """
 import dataclasses
 import difflib
@@ -28,6 +29,14 @@ _FASHION_MNIST_FILES = {
 }
 OFFLINE_NAMES = ("digits", "fashion_mnist")
 TFDS_PREFIX = "tfds:"
+FOLDER_PREFIX = "folder:"
+
+
+def parse_split(split: str) -> tuple[str, int | None]:
+    """'test[:64]' -> ('test', 64): the first N examples, for every source (ImageFolder has no TFDS slicing).
+    Other TFDS slice syntax ('train[10%:]') is passed through unchanged to TFDS builders."""
+    match = re.fullmatch(r"(\w+)\[:(\d+)\]", split)
+    return (match.group(1), int(match.group(2))) if match else (split, None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,13 +47,11 @@ class ArraySource:
     splits: dict  # split -> (images uint8 [N, H, W, C], labels int [N])
 
     def _split(self, split):
-        # 'test[:N]' keeps the first N examples (TFDS slicing syntax, used by smoke tests).
-        match = re.fullmatch(r"(\w+)(?:\[:(\d+)\])?", split)
-        if not match or match.group(1) not in self.splits:
+        name, n = parse_split(split)
+        if name not in self.splits:
             raise ValueError(f"Dataset {self.name!r} has no split {split!r}; valid splits: {sorted(self.splits)} "
                              "(optionally sliced as 'name[:N]')")
-        images, labels = self.splits[match.group(1)]
-        n = int(match.group(2)) if match.group(2) else len(labels)
+        images, labels = self.splits[name]
         return images[:n], labels[:n]
 
     def labels(self, split: str) -> np.ndarray:
@@ -59,10 +66,10 @@ class ArraySource:
 class TfdsSource:
     """A TFDS builder with an `image` and a class-label `label` feature, read in its deterministic file order."""
 
-    def __init__(self, name: str, data_dir: str | None = None):
+    def __init__(self, name: str, data_dir: str | None = None, builder=None):
         self.name = name
         try:
-            self.builder = tfds.builder(name, data_dir=data_dir)
+            self.builder = builder or tfds.builder(name, data_dir=data_dir)
         except tfds.core.registered.DatasetNotFoundError as e:
             close = difflib.get_close_matches(name, tfds.list_builders(), n=5)
             raise ValueError(f"Unknown dataset {name!r}: neither an offline source ({', '.join(OFFLINE_NAMES)}) nor a "
@@ -74,11 +81,12 @@ class TfdsSource:
         self.num_classes = features["label"].num_classes
 
     def _as_dataset(self, split, decoders=None):
+        name, n = parse_split(split)
         try:
-            return self.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+            ds = self.builder.as_dataset(split=name, shuffle_files=False, decoders=decoders)
         except (AssertionError, ValueError, KeyError) as e:
-            raise ValueError(f"Cannot read split {split!r} of TFDS dataset {self.name!r} "
-                             f"(download it first with tfds.builder({self.name!r}).download_and_prepare()): {e}") from e
+            raise ValueError(f"Cannot read split {split!r} of dataset {self.name!r}: {e}") from e
+        return ds if n is None else ds.take(n)
 
     def labels(self, split: str) -> np.ndarray:
         ds = self._as_dataset(split, decoders={"image": tfds.decode.SkipDecoding()})
@@ -122,8 +130,17 @@ def _load_fashion_mnist(directory: str = FASHION_MNIST_DIR) -> ArraySource:
     return ArraySource("fashion_mnist", 10, splits)
 
 
+def folder_source(root: str) -> TfdsSource:
+    """Images in class folders, `root/<split>/<class>/<image>` (tfds ImageFolder), e.g. MIT Indoor-67."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder {root!r} does not exist; expected {root}/<split>/<class>/<images>")
+    return TfdsSource(f"{FOLDER_PREFIX}{root}", builder=tfds.folder_dataset.ImageFolder(root))
+
+
 def get_source(name: str, *, data_dir: str | None = None):
-    """Returns the source for a dataset name (offline name, TFDS name, or 'tfds:<name>')."""
+    """Returns the source for a dataset name: offline name, TFDS name, 'tfds:<name>' or 'folder:<root>'."""
+    if name.startswith(FOLDER_PREFIX):
+        return folder_source(name.removeprefix(FOLDER_PREFIX))
     if name == "digits":
         return _load_digits()
     if name == "fashion_mnist":

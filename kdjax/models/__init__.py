@@ -5,9 +5,9 @@ named features (`feats`, `preact_feats`, `pooled`, ...) documented in each model
 """
 import flax.linen as nn
 
-from kdjax.models import cifar_resnet, vgg
+from kdjax.models import cifar_resnet, imagenet_resnet, vgg
 
-_FAMILIES = (vgg, cifar_resnet)
+_FAMILIES = (vgg, cifar_resnet, imagenet_resnet)
 REGISTRY = {name: family for family in _FAMILIES for name in family.NAMES}
 
 

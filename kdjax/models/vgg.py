@@ -30,6 +30,8 @@ class VGG(nn.Module):
     use_bias: bool = False
     classifier_std: float | None = None  # None: torch nn.Linear default init
     width: float = 1.0
+    aux_classes: int = 0  # > 0: a second head on the pooled features, tap 'aux_logits' (LwF two-head students)
+    dropout: float = 0.0  # on the pooled features before the classifier (paper 004 Table 2 baseline; placement unverified)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -59,8 +61,12 @@ class VGG(nn.Module):
         pooled = layers.global_avg_pool(x)
         kernel_init = (layers.torch_linear_kernel if self.classifier_std is None
                        else nn.initializers.normal(self.classifier_std))
-        logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype)(pooled)
+        dropped = nn.Dropout(self.dropout, deterministic=not train)(pooled) if self.dropout else pooled
+        logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype)(dropped)
         taps = {"feats": feats, "preact_feats": preacts, "pooled_feats": pooled_feats, "pooled": pooled}
+        if self.aux_classes:
+            taps["aux_logits"] = nn.Dense(self.aux_classes, kernel_init=kernel_init, dtype=self.dtype,
+                                          name="aux_head")(pooled).astype(jnp.float32)
         return logits.astype(jnp.float32), taps
 
 

@@ -68,8 +68,10 @@ def make_pipelines(config, spec: recipe.StageSpec):
 
 
 def _build_model(model_cfg: dict, num_classes: int):
+    """`model.num_classes` overrides the dataset's (an ImageNet teacher on a 67-class dataset)."""
     kw = {k: v for k, v in model_cfg.items() if k != "name"}
-    return models.get_model(model_cfg["name"], num_classes=num_classes, **kw)
+    kw.setdefault("num_classes", num_classes)
+    return models.get_model(model_cfg["name"], **kw)
 
 
 def load_teacher(config, spec, workdir, num_classes, mesh, eval_pipeline):
@@ -78,9 +80,9 @@ def load_teacher(config, spec, workdir, num_classes, mesh, eval_pipeline):
         directory = os.path.join(stage_dir(workdir, spec.teacher["stage"]), "checkpoints")
     else:
         directory = spec.teacher["checkpoint"]
-    if ckpt_lib.Checkpointer(directory).latest_step() is None:
+    if not os.path.isdir(directory) or ckpt_lib.Checkpointer(directory).latest_step() is None:
         hint = (f"run `--stage={spec.teacher['stage']}` first" if spec.teacher.get("stage")
-                else "pass the `checkpoints` directory of a kdjax teacher stage")
+                else spec.teacher.get("how_to_get") or "pass the `checkpoints` directory of a kdjax teacher stage")
         raise FileNotFoundError(f"stage {spec.name!r}: no teacher checkpoint in {directory}; {hint}")
     checkpointer = ckpt_lib.Checkpointer(directory)
     tree, _, step = checkpointer.restore_raw()
@@ -88,11 +90,44 @@ def load_teacher(config, spec, workdir, num_classes, mesh, eval_pipeline):
     teacher = _build_model(recipe.teacher_model_cfg(config, spec), num_classes)
     variables = {"params": tree["params"]["model"], "batch_stats": tree["batch_stats"]}
     variables = jax.device_put(variables, parallel.replicated(mesh))
-    eval_fn = jax.jit(lambda v, b: step_lib.eval_step(teacher, v, b), out_shardings=parallel.replicated(mesh))
-    accuracy = step_lib.evaluate_model(eval_fn, variables, eval_pipeline, mesh)
+    accuracy = None  # a teacher of other classes (ImageNet weights for transfer) has no accuracy on this data
+    if teacher.num_classes == num_classes:
+        eval_fn = jax.jit(lambda v, b: step_lib.eval_step(teacher, v, b), out_shardings=parallel.replicated(mesh))
+        accuracy = step_lib.evaluate_model(eval_fn, variables, eval_pipeline, mesh)
     record = {"checkpoint": os.path.abspath(directory), "step": int(step), "model": recipe.teacher_model_cfg(config, spec),
               "eval": accuracy}
     return teacher, variables, record
+
+
+def initialise_from(state, directory: str):
+    """Copies student parameters and BN statistics of matching path and shape from a kdjax checkpoint (pretrained
+    initialisation, e.g. the ImageNet "oracle" of paper 004 Table 3); a new head of another size stays random."""
+    checkpointer = ckpt_lib.Checkpointer(directory)
+    tree, _, _ = checkpointer.restore_raw()
+    checkpointer.close()
+    source = {"params": tree["params"]["model"], "batch_stats": tree["batch_stats"]}
+    copied, kept = [], []
+
+    def pick(path, leaf):
+        node = source
+        for key in path:
+            node = node.get(key.key) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if node is not None and np.shape(node) == leaf.shape:
+            copied.append(path)
+            return jnp.asarray(node, leaf.dtype)
+        kept.append(jax.tree_util.keystr(path))
+        return leaf
+
+    target = {"params": state.params["model"], "batch_stats": state.batch_stats}
+    loaded = jax.tree_util.tree_map_with_path(pick, jax.device_get(target))
+    if not copied:
+        raise ValueError(f"init_from={directory}: no parameter matches this model")
+    if jax.process_index() == 0:
+        print(f"initialised {len(copied)} arrays from {directory}; kept random: {kept or 'none'}", flush=True)
+    params = dict(state.params, model=loaded["params"])
+    return state.replace(params=params, batch_stats=loaded["batch_stats"])
 
 
 def _write_json(path, obj):
@@ -156,8 +191,9 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_step=None) -> d
         teacher, teacher_vars, record = load_teacher(config, spec, workdir, source.num_classes, mesh, eval_data)
         _write_json(os.path.join(out_dir, "teacher.json"), record)
         if jax.process_index() == 0:
+            accuracy = f"eval top-1 {record['eval']['accuracy']:.4f}" if record["eval"] else "other classes"
             print(f"[{stage}] teacher {record['model']['name']} from {record['checkpoint']} (step {record['step']}): "
-                  f"eval top-1 {record['eval']['accuracy']:.4f}", flush=True)
+                  f"{accuracy}", flush=True)
     networks = step_lib.Networks(model, teacher)
     schedule = optim.make_schedule(spec.schedule, steps_per_epoch=spe, total_steps=total_steps)
     tx = optim.make_optimizer(spec.optimizer, schedule)
@@ -170,6 +206,9 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_step=None) -> d
     init = jax.jit(lambda rng, b, tv: step_lib.init_state(networks, spec.weighted_terms, tx, rng, b, tv),
                    out_shardings=repl)
     state = init(jax.random.key(int(config.seed)), example, teacher_vars)
+    if spec.init_from:
+        state = jax.device_put(initialise_from(state, spec.init_from), repl)
+        state = state.replace(opt_state=jax.jit(tx.init, out_shardings=repl)(state.params))
 
     ckpt_cfg = config.checkpoint
     checkpointer = ckpt_lib.Checkpointer(os.path.join(out_dir, "checkpoints"), max_to_keep=int(ckpt_cfg.max_to_keep))
@@ -216,6 +255,12 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_step=None) -> d
             meta.update(best_accuracy=result["accuracy"], best_step=step)
         scalars = {f"eval/{k}": v for k, v in result.items()}
         scalars.update({"eval/best_accuracy": meta["best_accuracy"]})
+        for sigma in spec.noise_sigmas:
+            if sigma:
+                noisy = step_lib.evaluate_model(eval_fn, variables, eval_data, mesh, noise_std=sigma,
+                                                seed=int(config.seed))
+                result[f"accuracy_noise_{sigma:g}"] = noisy["accuracy"]
+                scalars[f"eval/accuracy_noise_{sigma:g}"] = noisy["accuracy"]
         writer.write_scalars(step, scalars)
         if jax.process_index() == 0:
             print(f"[{stage}] step {step}: eval top-1 {result['accuracy']:.4f} (best {meta['best_accuracy']:.4f} at "

@@ -12,10 +12,11 @@ from kdjax import models, parallel
 from kdjax.train import optim
 from kdjax.train import terms as terms_lib
 
-STAGE_KEYS = ("model", "losses", "optimizer", "schedule", "num_epochs", "num_steps", "teacher", "data")
+STAGE_KEYS = ("model", "losses", "optimizer", "schedule", "num_epochs", "num_steps", "teacher", "data",
+              "noise_sigmas", "init_from")
 DATA_KEYS = ("name", "data_dir", "train_split", "eval_split", "image_size", "augment", "crop_padding",
              "normalization", "per_class", "subset_seed")
-TEACHER_KEYS = ("stage", "checkpoint", "model")
+TEACHER_KEYS = ("stage", "checkpoint", "model", "how_to_get")
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,8 @@ class StageSpec:
     schedule: ml_collections.ConfigDict
     num_epochs: float
     num_steps: int | None
+    noise_sigmas: tuple = ()
+    init_from: str = ""
 
     @property
     def needs_teacher(self) -> bool:
@@ -100,8 +103,11 @@ def resolve_stage(config, name: str) -> StageSpec:
     if stage.schedule.name not in optim.SCHEDULES:
         raise ConfigError(f"{where}.schedule.name: unknown schedule {stage.schedule.name!r}; valid: "
                           f"{list(optim.SCHEDULES)}")
+    sigmas = tuple(float(v) for v in (stage.get("noise_sigmas") or ()))
+    if any(v < 0 for v in sigmas):
+        raise ConfigError(f"{where}.noise_sigmas: {sigmas} must be >= 0")
     return StageSpec(name, data_cfg, model_cfg, teacher, weighted, stage.optimizer, stage.schedule,
-                     float(stage.get("num_epochs", 1)), stage.get("num_steps"))
+                     float(stage.get("num_epochs", 1)), stage.get("num_steps"), sigmas, stage.get("init_from") or "")
 
 
 def teacher_model_cfg(config, spec: StageSpec) -> dict:

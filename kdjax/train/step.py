@@ -33,8 +33,10 @@ class Networks:
     def teacher_outputs(self, teacher_vars, images):
         if self.teacher is None:
             return None, None, None
-        fn = lambda x: jax.lax.stop_gradient(self.teacher.apply(teacher_vars, x, train=False))
-        logits, taps = fn(images)
+        # No stop_gradient on fn itself: Jacobian terms differentiate it w.r.t. its *input*. Its parameters are
+        # constants anyway (teacher_vars is not an argument of the differentiated function).
+        fn = lambda x: self.teacher.apply(teacher_vars, x, train=False)
+        logits, taps = jax.lax.stop_gradient(fn(images))
         return logits, taps, fn
 
     def student_fn(self, params, batch_stats):
@@ -46,7 +48,8 @@ def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars) -> TrainS
     model_rng, term_rng, state_rng = jax.random.split(rng, 3)
     variables = networks.student.init(model_rng, batch["image"], train=False)
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
-    (s_logits, s_taps), _ = networks.student.apply(variables, batch["image"], train=True, mutable=["batch_stats"])
+    (s_logits, s_taps), _ = networks.student.apply(variables, batch["image"], train=True, mutable=["batch_stats"],
+                                                   rngs={"dropout": model_rng})
     t_logits, t_taps, t_fn = networks.teacher_outputs(teacher_vars, batch["image"])
     inputs = terms_lib.TermInputs(batch, s_logits, s_taps, t_logits, t_taps, networks.student_fn(params, batch_stats),
                                   t_fn, jnp.int32(0), jnp.int32(1), term_rng)
@@ -67,7 +70,8 @@ def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_ter
     def loss_fn(params):
         variables = {"params": params["model"], "batch_stats": state.batch_stats}
         (logits, taps), new_model_state = networks.student.apply(variables, batch["image"], train=True,
-                                                                 mutable=["batch_stats"])
+                                                                 mutable=["batch_stats"],
+                                                                 rngs={"dropout": jax.random.fold_in(rng, 1)})
         inputs = terms_lib.TermInputs(batch, logits, taps, t_logits, t_taps,
                                       networks.student_fn(params["model"], state.batch_stats), t_fn,
                                       state.step, epoch, rng)
@@ -103,8 +107,13 @@ class EvalMetrics(clu_metrics.Collection):
     loss: clu_metrics.Average.from_output("loss")
 
 
-def eval_step(model, variables, batch) -> EvalMetrics:
-    logits, _ = model.apply(variables, batch["image"], train=False)
+def eval_step(model, variables, batch, noise_std=0.0, key=None) -> EvalMetrics:
+    """Top-1, top-5 and CE on a masked batch; optional Gaussian noise of std `noise_std` on the (normalised) images
+    (the noise-robustness evaluation of paper 004 Table 2)."""
+    images = batch["image"]
+    if key is not None:
+        images = images + noise_std * jax.random.normal(key, images.shape, images.dtype)
+    logits, _ = model.apply(variables, images, train=False)
     labels = batch["label"]
     k = min(5, logits.shape[-1])
     top5 = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1).astype(jnp.float32)
@@ -123,11 +132,18 @@ def compile_steps(mesh, *, networks, weighted_terms, schedule, steps_per_epoch):
     return train, evaluate
 
 
-def evaluate_model(eval_fn, variables, pipeline, mesh) -> dict[str, float]:
-    """Runs `eval_fn` over every batch of an eval pipeline; returns top-1, top-5 and loss as Python floats."""
+def evaluate_model(eval_fn, variables, pipeline, mesh, *, noise_std: float = 0.0, seed: int = 0) -> dict[str, float]:
+    """Runs `eval_fn` over every batch of an eval pipeline; returns top-1, top-5 and loss as Python floats.
+
+    With noise_std > 0 the noise of batch i is drawn from fold_in(key(seed), i): the same noise for every model
+    evaluated with the same seed, so robustness comparisons are paired.
+    """
     collected = None
-    for local in pipeline.eval_batches():
+    for i, local in enumerate(pipeline.eval_batches()):
         batch = parallel.global_batch({k: local[k] for k in ("image", "label", "_mask")}, mesh)
-        m = eval_fn(variables, batch)
+        if noise_std:
+            m = eval_fn(variables, batch, jnp.float32(noise_std), jax.random.fold_in(jax.random.key(seed), i))
+        else:
+            m = eval_fn(variables, batch)
         collected = m if collected is None else collected.merge(m)
     return {k: float(v) for k, v in collected.compute().items()}

@@ -11,7 +11,8 @@ A term sees everything a distillation method can need, through `TermInputs`:
   and extra views;
 - the term's own trainable parameters and state (regressors, memory banks), created by `init` and carried in the
   train state: parameters are optimised and checkpointed with the student, never with the teacher.
-New methods subclass `Term` and register with `@register('name')`; the trainer does not change.
+New methods subclass `Term` and register with `@register('name')` in a module of this package (imported by its
+`__init__`); the trainer does not change.
 """
 import dataclasses
 import inspect
@@ -20,7 +21,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from kdjax import losses
 
 Array = jax.Array
 
@@ -112,32 +112,3 @@ def build_terms(config: dict) -> list[WeightedTerm]:
     if not config:
         raise ValueError("a stage needs at least one loss term in `losses`")
     return [build_term(name, opts) for name, opts in config.items()]
-
-
-# ---- terms of the foundation -----------------------------------------------------------------------------------
-@register("ce")
-@dataclasses.dataclass(frozen=True)
-class CrossEntropy(Term):
-    label_smoothing: float = 0.0
-
-    def loss(self, inputs):
-        return losses.cross_entropy(inputs.student_logits, inputs.labels, label_smoothing=self.label_smoothing)
-
-
-@register("kd")
-@dataclasses.dataclass(frozen=True)
-class KD(Term):
-    temperature: float = 4.0
-    needs_teacher = True
-
-    def loss(self, inputs):
-        return losses.kd(inputs.student_logits, inputs.teacher_logits, temperature=self.temperature)
-
-
-@register("logit_mse")
-@dataclasses.dataclass(frozen=True)
-class LogitMSE(Term):
-    needs_teacher = True
-
-    def loss(self, inputs):
-        return losses.logit_mse(inputs.student_logits, inputs.teacher_logits)

@@ -1,0 +1,200 @@
+"""Paper 004 end to end: every Table 1-3 config trains on mock/offline data; the trainer's Jacobian plumbing."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import PIL.Image
+import pytest
+import tensorflow_datasets as tfds
+
+from configs.jacobian_matching import cifar100_table1, cifar100_table2, common as jm, mit_scenes_table3
+from experiments import convert_torchvision_resnet
+from kdjax import losses, models
+from kdjax.models import imagenet_resnet
+from kdjax.train import loop, recipe, step as step_lib
+
+MOCK = dict(num_examples=1000)  # every one of the 100 classes present, so per_class=1 subsets exist
+NARROW = 0.125  # the real configs with narrow networks: the same code paths, a fraction of the CPU time
+
+
+def narrow(config):
+    """Scales every model of a config (stages and checkpoint teachers) to width NARROW."""
+    for stage in config.stages.values():
+        stage.model.width = NARROW
+        if "teacher" in stage and stage.teacher.model:
+            stage.teacher.model.width = NARROW
+    return config
+
+
+@pytest.fixture(scope="module")
+def cifar_teacher(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("table1")
+    config = narrow(cifar100_table1.get_config("runlocal"))
+    with tfds.testing.mock_data(**MOCK):
+        loop.run_stage(config, "teacher", str(workdir))
+    return os.path.join(workdir, "teacher", "checkpoints")
+
+
+@pytest.mark.parametrize("method", sorted(jm.TABLE1_ROWS))
+def test_table1_row_trains_on_mock_cifar100(method, cifar_teacher, tmp_path):
+    config = narrow(cifar100_table1.get_config(f"runlocal,method={method},per_class=1,"
+                                               f"teacher_checkpoint={cifar_teacher}"))
+    spec = recipe.validate(config)[0]
+    assert {wt.name for wt in spec.weighted_terms} == set(jm.row_losses(method))
+    with tfds.testing.mock_data(**MOCK):
+        result = loop.run_stage(config, "student", str(tmp_path))
+    assert result["status"] == "done"
+    records = [json.loads(l) for l in open(tmp_path / "student" / "metrics.jsonl")]
+    losses_logged = {k for r in records for k in r if k.startswith("loss/")}
+    assert losses_logged == {f"loss/{n}" for n in jm.row_losses(method)} | {"loss/total"}
+    if "jacobian_matching" in jm.row_losses(method):
+        assert all(r["loss/jacobian_matching"] > 0 for r in records if "loss/jacobian_matching" in r)
+
+
+def test_table1_cells_and_batch_sizes():
+    assert jm.few_shot_batch_size(1, 100) == 96 and jm.few_shot_batch_size(10, 100) == 128
+    config = cifar100_table1.get_config("method=act_jac,per_class=5")
+    assert config.batch_size == 128 and config.stages.student.data.per_class == 5
+    assert recipe.stage_order(config) == ["teacher", "student"]
+    assert recipe.stage_order(cifar100_table1.get_config("method=ce,per_class=5")) == ["student"]
+    with pytest.raises(ValueError, match="per_class=3; valid"):
+        cifar100_table1.get_config("per_class=3")
+    with pytest.raises(ValueError, match="Unknown Table 1 row method='kd'"):
+        cifar100_table1.get_config("method=kd")
+
+
+@pytest.mark.parametrize("arg", ["lam=1.0", "row=dropout"])
+def test_table2_trains_and_reports_noise_accuracies(arg, tmp_path):
+    config = narrow(cifar100_table2.get_config(f"runlocal,{arg}"))
+    with tfds.testing.mock_data(num_examples=64):
+        result = loop.run_stage(config, "model", str(tmp_path))
+    for sigma in ("0.1", "0.2", "0.3", "0.4"):
+        assert 0.0 <= result[f"final_accuracy_noise_{sigma}"] <= 1.0
+    if arg.startswith("lam"):
+        assert "loss/jacobian_norm" in open(tmp_path / "model" / "metrics.jsonl").read()
+
+
+def _image_folder(root, classes=4, per_split=(4, 2), size=40):
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "test"), per_split):
+        for c in range(classes):
+            os.makedirs(root / split / f"class{c}", exist_ok=True)
+            for i in range(n):
+                PIL.Image.fromarray(rng.integers(0, 255, (size, size + 5, 3), dtype=np.uint8)).save(
+                    root / split / f"class{c}" / f"{i}.jpg")
+
+
+@pytest.fixture(scope="module")
+def imagenet_teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("resnet34")
+    model = models.get_model("resnet34", num_classes=1000, width=NARROW)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+    convert_torchvision_resnet.save_teacher_checkpoint(variables, str(out / "ckpt"))
+    return str(out / "ckpt")
+
+
+@pytest.mark.parametrize("method", ["lwf_att_jac", "lwf", "ce"])
+def test_table3_trains_on_an_image_folder(method, imagenet_teacher, tmp_path):
+    _image_folder(tmp_path / "mit")
+    config = narrow(mit_scenes_table3.get_config(f"runlocal,method={method},per_class=2,image_size=32,"
+                                                 f"data_root={tmp_path / 'mit'},teacher_checkpoint={imagenet_teacher}"))
+    result = loop.run_stage(config, "student", str(tmp_path / "run"))
+    assert result["status"] == "done"
+    log = open(tmp_path / "run" / "student" / "metrics.jsonl").read()
+    for term in mit_scenes_table3.get_config(f"method={method}").stages.student.losses:
+        assert f"loss/{term}" in log
+
+
+def test_table3_missing_teacher_explains_conversion(tmp_path):
+    _image_folder(tmp_path / "mit")
+    config = mit_scenes_table3.get_config(f"runlocal,method=lwf,image_size=32,per_class=2,data_root={tmp_path / 'mit'}")
+    with pytest.raises(FileNotFoundError, match="convert_torchvision_resnet"):
+        loop.run_stage(config, "student", str(tmp_path / "run"))
+
+
+def test_oracle_row_initialises_from_a_checkpoint(tmp_path):
+    _image_folder(tmp_path / "mit")
+    pre = models.get_model("vgg9", num_classes=1000, width=NARROW)
+    variables = pre.init(jax.random.key(7), jnp.zeros((1, 32, 32, 3)), train=False)
+    convert_torchvision_resnet.save_teacher_checkpoint(variables, str(tmp_path / "vgg9_imagenet"))
+    config = mit_scenes_table3.get_config(f"runlocal,method=oracle,image_size=32,per_class=2,"
+                                          f"data_root={tmp_path / 'mit'},student_init={tmp_path / 'vgg9_imagenet'}")
+    narrow(config)
+    config.stages.student.optimizer.momentum = 0.0
+    config.stages.student.schedule.base_lr = 0.0  # no update: the checkpoint must equal the initialisation
+    loop.run_stage(config, "student", str(tmp_path / "run"))
+    from kdjax.train import checkpoint as ckpt_lib
+    tree, _, _ = ckpt_lib.Checkpointer(str(tmp_path / "run" / "student" / "checkpoints")).restore_raw()
+    conv = tree["params"]["model"]["Conv_0"]["kernel"]
+    np.testing.assert_allclose(conv, variables["params"]["Conv_0"]["kernel"], rtol=1e-6)
+    assert tree["params"]["model"]["Dense_0"]["kernel"].shape == (64, 4)  # the new 4-way head stays random
+
+
+def test_trainer_teacher_fn_has_input_gradients():
+    """Regression: the teacher callable must not stop gradients w.r.t. its input (Jacobian terms need them)."""
+    teacher = models.get_model("vgg4", num_classes=10, width=0.125)
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
+    tv = teacher.init(jax.random.key(1), x, train=False)
+    _, _, t_fn = step_lib.Networks(teacher, teacher).teacher_outputs(tv, x)
+    g = losses.input_gradients(t_fn, x, jnp.zeros(4, jnp.int32))
+    assert float(jnp.abs(g).sum()) > 0
+    s_fn = step_lib.Networks(teacher).student_fn(tv["params"], tv["batch_stats"])
+    assert float(losses.jacobian_matching(s_fn, t_fn, x, jnp.zeros(4, jnp.int32))) == 0.0
+
+
+def test_noise_evaluation_is_paired_and_zero_noise_is_clean(tmp_path):
+    from tests import helpers
+    config = helpers.tiny_config(steps=2, distill=False)
+    config.stages.teacher.noise_sigmas = (0.0, 0.5, 5.0)
+    a = loop.run_stage(config, "teacher", str(tmp_path / "a"))
+    b = loop.run_stage(config, "teacher", str(tmp_path / "b"))
+    assert a["final_accuracy_noise_0.5"] == b["final_accuracy_noise_0.5"]  # same noise draws
+    assert "final_accuracy_noise_0" not in a  # sigma 0 is the clean accuracy itself
+
+
+def _torchvision_style_state_dict(blocks):
+    """Shapes as torchvision names them (OIHW convs, (out, in) Linear), built from the architecture alone."""
+    rng = np.random.default_rng(0)
+    sd = {}
+
+    def conv(name, o, i, k):
+        sd[f"{name}.weight"] = rng.normal(size=(o, i, k, k)).astype(np.float32)
+
+    def bn(name, c):
+        for p in ("weight", "bias", "running_mean"):
+            sd[f"{name}.{p}"] = rng.normal(size=c).astype(np.float32)
+        sd[f"{name}.running_var"] = rng.uniform(0.5, 2.0, size=c).astype(np.float32)
+
+    conv("conv1", 64, 3, 7)
+    bn("bn1", 64)
+    in_c = 64
+    for s, (n, c) in enumerate(zip(blocks, (64, 128, 256, 512))):
+        for b in range(n):
+            p = f"layer{s + 1}.{b}"
+            conv(f"{p}.conv1", c, in_c if b == 0 else c, 3)
+            bn(f"{p}.bn1", c)
+            conv(f"{p}.conv2", c, c, 3)
+            bn(f"{p}.bn2", c)
+            if b == 0 and s > 0:
+                conv(f"{p}.downsample.0", c, in_c, 1)
+                bn(f"{p}.downsample.1", c)
+        in_c = c
+    sd["fc.weight"] = rng.normal(size=(1000, 512)).astype(np.float32)
+    sd["fc.bias"] = rng.normal(size=1000).astype(np.float32)
+    return sd
+
+
+def test_torchvision_conversion_fits_the_flax_resnet34():
+    sd = _torchvision_style_state_dict((3, 4, 6, 3))
+    converted = imagenet_resnet.variables_from_torch(sd)
+    model = models.get_model("resnet34", num_classes=1000)
+    ref = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
+    assert jax.tree.structure(converted) == jax.tree.structure(ref)
+    jax.tree.map(lambda a, b: np.testing.assert_equal(np.shape(a), b.shape), converted, ref)
+    # OIHW -> HWIO: torch weight[o, i, h, w] lands at kernel[h, w, i, o]
+    np.testing.assert_equal(converted["params"]["layer2_0"]["Conv_0"]["kernel"][2, 1, 5, 7],
+                            sd["layer2.0.conv1.weight"][7, 5, 2, 1])
+    out = model.apply(converted, jnp.ones((1, 64, 64, 3)), train=False)[0]
+    assert out.shape == (1, 1000) and bool(jnp.all(jnp.isfinite(out)))
