@@ -51,6 +51,7 @@ def stage(model: dict, losses: dict, *, optimizer: dict, schedule: dict, num_epo
                                        num_epochs=num_epochs, num_steps=None, data=data or {},
                                        noise_sigmas=tuple(noise_sigmas), init_from=""))
     s.num_steps = ml_collections.config_dict.placeholder(int)
+    s.batch_size = ml_collections.config_dict.placeholder(int)  # None: the config's global batch_size
     if teacher is not None:
         s.teacher = ml_collections.ConfigDict(dict(stage=teacher.get("stage", ""),
                                                    checkpoint=teacher.get("checkpoint", ""),
@@ -84,4 +85,5 @@ def runlocal(config: ml_collections.ConfigDict, steps: int = 2) -> ml_collection
     config.data.eval_split = config.data.eval_split.split("[")[0] + "[:64]"
     for name in config.stages:
         config.stages[name].num_steps = steps
+        config.stages[name].batch_size = None
     return config

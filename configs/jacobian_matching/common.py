@@ -53,6 +53,7 @@ def table1_stages(config, *, method: str, per_class: int, teacher_epochs: float,
     s_opt, s_sched = adam_500_epochs(student_epochs, int(anneal_fraction * student_epochs))
     config.stages.teacher = common.stage(teacher_model, {"ce": dict(weight=1.0)}, optimizer=t_opt,
                                          schedule=t_sched, num_epochs=teacher_epochs)
+    config.stages.teacher.batch_size = 128  # the teacher trains on the full split at the paper's batch size
     teacher = None
     if method != "ce":
         teacher = (dict(checkpoint=teacher_checkpoint, model=teacher_model) if teacher_checkpoint

@@ -59,7 +59,7 @@ def make_pipelines(config, spec: recipe.StageSpec):
                                            int(config.seed if seed is None else seed))
     common = dict(source=source, seed=int(config.seed), image_size=d.get("image_size"), mean=mean, std=std,
                   process_index=jax.process_index(), process_count=jax.process_count())
-    train = data_lib.Pipeline(split=d.get("train_split", "train"), global_batch_size=int(config.batch_size),
+    train = data_lib.Pipeline(split=d.get("train_split", "train"), global_batch_size=spec.batch_size,
                               augment=tuple(d.get("augment") or ()), crop_padding=int(d.get("crop_padding", 4)),
                               subset=subset, **common)
     evaluation = data_lib.Pipeline(split=d.get("eval_split", "test"), global_batch_size=int(config.eval_batch_size),
@@ -149,7 +149,7 @@ def _check_finite(window, first_step):
 def _stage_identity(config, spec) -> dict:
     """What must not change between a checkpoint and the run that resumes it (epochs may, to extend a run)."""
     return json.loads(json.dumps({"model": spec.model, "losses": recipe._to_dict(config.stages[spec.name].losses),
-                                  "data": spec.data, "batch_size": int(config.batch_size), "seed": int(config.seed),
+                                  "data": spec.data, "batch_size": spec.batch_size, "seed": int(config.seed),
                                   "optimizer": spec.optimizer.to_dict()}, default=str))
 
 

@@ -13,7 +13,7 @@ from kdjax.train import optim
 from kdjax.train import terms as terms_lib
 
 STAGE_KEYS = ("model", "losses", "optimizer", "schedule", "num_epochs", "num_steps", "teacher", "data",
-              "noise_sigmas", "init_from")
+              "noise_sigmas", "init_from", "batch_size")
 DATA_KEYS = ("name", "data_dir", "train_split", "eval_split", "image_size", "augment", "crop_padding",
              "normalization", "per_class", "subset_seed")
 TEACHER_KEYS = ("stage", "checkpoint", "model", "how_to_get")
@@ -46,6 +46,7 @@ class StageSpec:
     num_steps: int | None
     noise_sigmas: tuple = ()
     init_from: str = ""
+    batch_size: int = 0
 
     @property
     def needs_teacher(self) -> bool:
@@ -107,7 +108,8 @@ def resolve_stage(config, name: str) -> StageSpec:
     if any(v < 0 for v in sigmas):
         raise ConfigError(f"{where}.noise_sigmas: {sigmas} must be >= 0")
     return StageSpec(name, data_cfg, model_cfg, teacher, weighted, stage.optimizer, stage.schedule,
-                     float(stage.get("num_epochs", 1)), stage.get("num_steps"), sigmas, stage.get("init_from") or "")
+                     float(stage.get("num_epochs", 1)), stage.get("num_steps"), sigmas, stage.get("init_from") or "",
+                     int(stage.get("batch_size") or config.batch_size))
 
 
 def teacher_model_cfg(config, spec: StageSpec) -> dict:
@@ -118,13 +120,17 @@ def teacher_model_cfg(config, spec: StageSpec) -> dict:
 
 def validate(config, stages: list[str] | None = None) -> list[StageSpec]:
     """Resolves the given stages (default: all), checking batch sizes, names and data sources."""
-    for key in ("batch_size", "eval_batch_size"):
-        try:
-            parallel.check_batch_size(int(config[key]), key)
-        except ValueError as e:
-            raise ConfigError(str(e)) from e
+    try:
+        parallel.check_batch_size(int(config.eval_batch_size), "eval_batch_size")
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     specs = [resolve_stage(config, s) for s in (stages or stage_order(config))]
     for spec in specs:
+        try:
+            parallel.check_batch_size(spec.batch_size, "batch_size" if spec.batch_size == config.batch_size
+                                      else f"stages.{spec.name}.batch_size")
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
         try:
             data_lib.get_source(spec.data["name"], data_dir=spec.data.get("data_dir"))
             data_lib.normalization_for(spec.data["name"], spec.data.get("normalization"))

@@ -1,0 +1,106 @@
+"""Cost of Jacobian matching in a KD train step: VGG-9 -> VGG-4, batch 128, 32x32, 100 classes.
+
+    python -m benchmarks.jacobian_cost [--batch 128] [--repeats 5] [--variants kd,kd_jacobian,kd_jvp]
+
+Each variant is kdjax's real train step (teacher forward in eval mode, student forward/backward, SGD update):
+- kd:          0.1 * CE + 0.9 * KD (T = 4)
+- kd_jacobian: + exact true-class Jacobian matching (one VJP per network, then double backprop)
+- kd_jvp:      + the forward-mode all-outputs estimator (one JVP per network and tangent, 1 tangent)
+Every variant runs in its own subprocess, so the peak resident memory it reports is that variant's own
+(`ru_maxrss`, measured); XLA's compiled-buffer figure (temp + arguments + outputs, from the compiled executable's
+memory analysis) is printed too. Times are medians over `--repeats` steps after 2 warm-up steps.
+The last line is the Jacobian overhead of the exact variant: `ratio kdjax/reference: X.XX` with KD alone as
+the reference.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+VARIANTS = {
+    "kd": {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0)},
+    "kd_jacobian": {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0),
+                    "jacobian_matching": dict(weight=1.0)},
+    "kd_jvp": {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0),
+               "jacobian_matching_jvp": dict(weight=1.0, num_tangents=1)},
+}
+
+
+def measure(variant: str, batch: int, repeats: int) -> dict:
+    import resource
+
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+    import numpy as np
+
+    from kdjax import models, parallel
+    from kdjax.train import optim, step as step_lib, terms
+
+    mesh = parallel.make_mesh()
+    teacher = models.get_model("vgg9", num_classes=100)
+    student = models.get_model("vgg4", num_classes=100)
+    rng = np.random.default_rng(0)
+    batch_np = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
+                "label": rng.integers(0, 100, batch).astype(np.int32)}
+    data = parallel.global_batch(batch_np, mesh)
+    teacher_vars = jax.device_put(teacher.init(jax.random.key(1), data["image"], train=False),
+                                  parallel.replicated(mesh))
+    weighted = terms.build_terms(VARIANTS[variant])
+    schedule = optim.make_schedule(ml_collections.ConfigDict(dict(name="constant", base_lr=0.05)),
+                                   steps_per_epoch=1, total_steps=1)
+    tx = optim.make_optimizer(ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, weight_decay=5e-4)), schedule)
+    networks = step_lib.Networks(student, teacher)
+    state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv),
+                    out_shardings=parallel.replicated(mesh))(jax.random.key(0), data, teacher_vars)
+    train_step, _ = step_lib.compile_steps(mesh, networks=networks, weighted_terms=weighted, schedule=schedule,
+                                           steps_per_epoch=1)
+    compiled = train_step.lower(state, teacher_vars, data).compile()
+    mem = compiled.memory_analysis()
+    xla_bytes = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) if mem else 0
+    times = []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        state, m = train_step(state, teacher_vars, data)
+        jax.block_until_ready(m["loss/total"])
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return {"variant": variant, "median_s": statistics.median(times), "times": times,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "xla_buffers_mib": xla_bytes / 2**20, "loss": float(m["loss/total"]), "devices": jax.device_count()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._child:
+        print(json.dumps(measure(args._child, args.batch, args.repeats)))
+        return
+    results = {}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for variant in args.variants.split(","):
+        out = subprocess.run([sys.executable, "-m", "benchmarks.jacobian_cost", f"--_child={variant}",
+                              f"--batch={args.batch}", f"--repeats={args.repeats}"], capture_output=True, text=True,
+                             env=env, check=True)
+        results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+    import jax
+    print(f"VGG-9 -> VGG-4, batch {args.batch}, 32x32, {jax.devices()[0].platform}, jax {jax.__version__}, "
+          f"median of {args.repeats} steps")
+    print(f"{'variant':<12} {'step (ms)':>10} {'x KD':>6} {'peak RSS (MiB)':>15} {'XLA buffers (MiB)':>18}")
+    base = results["kd"]["median_s"] if "kd" in results else None
+    for v, r in results.items():
+        ratio = f"{r['median_s'] / base:.2f}" if base else "-"
+        print(f"{v:<12} {1000 * r['median_s']:>10.1f} {ratio:>6} {r['peak_rss_mib']:>15.0f} {r['xla_buffers_mib']:>18.1f}")
+    if base and "kd_jacobian" in results:
+        print(f"ratio kdjax/reference: {results['kd_jacobian']['median_s'] / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
