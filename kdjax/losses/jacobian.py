@@ -118,18 +118,23 @@ def jacobian_matching_jvp(student_fn: Callable, teacher_fn: Callable, x: jax.Arr
     return jnp.mean(jax.lax.map(one, tangents)) / (sigma * sigma)
 
 
-def jacobian_norm_penalty(fn: Callable, x: jax.Array, labels: jax.Array, *, output: str = "label") -> jax.Array:
+def jacobian_norm_penalty(fn: Callable, x: jax.Array, labels: jax.Array, *, output: str = "label",
+                          key: jax.Array | None = None, num_tangents: int = 1) -> jax.Array:
     """(1/B) sum_i ||grad_x o(x_i)||^2, the noise-robustness regulariser of Sec 4 / Table 2.
 
     `output='label'`: o = z_y, the true-class logit (kdjax default; the paper does not say which output);
-    `'log_prob'`: o = log softmax(z)_y (the cross-entropy form of Eq. 3).
+    `'log_prob'`: o = log softmax(z)_y (the cross-entropy form of Eq. 3);
+    `'all'`: ||J||_F^2 over all K logits, estimated forward-mode with Gaussian tangents (spec 5.5; needs `key`).
     """
+    if output == "all":
+        zero = lambda inp: jax.lax.stop_gradient(jnp.zeros_like(upcast(_logits(fn(inp)))))
+        return jacobian_matching_jvp(fn, zero, x, key, num_tangents=num_tangents)
     if output == "label":
         g = input_gradients(fn, x, labels)
     elif output == "log_prob":
         g = input_gradients(lambda inp: jax.nn.log_softmax(upcast(_logits(fn(inp))), axis=-1), x, labels)
     else:
-        raise ValueError(f"output={output!r}; valid: 'label', 'log_prob'")
+        raise ValueError(f"output={output!r}; valid: 'label', 'log_prob', 'all'")
     return jnp.mean(_sum_per_example(jnp.square(g)))
 
 

@@ -124,6 +124,16 @@ def test_proposition_1_noise_equals_activation_plus_jacobian_matching(rng):
         np.testing.assert_allclose((noisy - activation) / sigma**2, jacobian, rtol=0.03)
 
 
+def test_jacobian_norm_penalty_all_outputs_is_frobenius(rng):
+    with jax.enable_x64():
+        w, b = rng.normal(size=(D, K)), rng.normal(size=K)
+        x = jnp.asarray(rng.normal(size=(B, D)))
+        f = linear(jnp.asarray(w), jnp.asarray(b))
+        est = losses.jacobian_norm_penalty(f, x, jnp.zeros(B, jnp.int32), output="all", key=jax.random.key(0),
+                                           num_tangents=4000)
+        np.testing.assert_allclose(est, np.sum(w**2), rtol=0.05)  # ||J||_F^2 = ||W||_F^2 for every example
+
+
 def test_jacobian_norm_penalty_closed_forms(rng):
     w, b = rng.normal(size=(D, K)), rng.normal(size=K)
     x, y = rng.normal(size=(B, D)), rng.integers(0, K, B)

@@ -56,10 +56,11 @@ class JacobianMatchingJvp(Term):
 class JacobianNorm(Term):
     """||grad_x z_y||^2 (Sec 4, Table 2): the noise-robustness regulariser; no teacher."""
     output: str = "label"
+    num_tangents: int = 1
 
     def loss(self, inputs):
         return losses.jacobian_norm_penalty(inputs.student_fn, inputs.batch["image"], inputs.labels,
-                                            output=self.output)
+                                            output=self.output, key=inputs.rng, num_tangents=self.num_tangents)
 
 
 @register("attention_matching")
