@@ -30,7 +30,10 @@ def _run(config, stage, workdir):
     path = os.path.join(workdir, stage, "results.json")
     if os.path.exists(path):
         return json.load(open(path))
-    return loop.run_stage(config, stage, workdir)
+    result = loop.run_stage(config, stage, workdir)
+    if result["status"] == "preempted":  # SIGTERM: the cell is checkpointed; a relaunch resumes the sweep
+        raise SystemExit(f"preempted in {workdir}; relaunch the same command to resume")
+    return result
 
 
 def mean_std(values):
