@@ -11,3 +11,15 @@ def upcast(x: jax.Array) -> jax.Array:
 def check_same_shape(a: jax.Array, b: jax.Array, what: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{what}: student shape {a.shape} != teacher shape {b.shape}")
+
+
+def check_same_batch(a: jax.Array, b: jax.Array, what: str) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"{what}: student batch {a.shape} and teacher batch {b.shape} differ in size")
+
+
+def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array:
+    """L2 norm whose gradient at 0 is 0 (not NaN): sqrt of a sum that is replaced by 1 where it is 0."""
+    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=keepdims)
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)

@@ -45,9 +45,7 @@ def kd(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: flo
     t = temperature
     log_p_s = jax.nn.log_softmax(upcast(student_logits) / t, axis=-1)
     log_p_t = jax.nn.log_softmax(upcast(teacher_logits) / t, axis=-1)
-    p_t = jnp.exp(log_p_t)
-    kl = jnp.sum(jax.scipy.special.xlogy(p_t, p_t) - p_t * log_p_s, axis=-1)
-    return t * t * jnp.mean(kl)
+    return t * t * jnp.mean(_kl_rows(jnp.exp(log_p_t), log_p_s))
 
 
 def logit_mse(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
@@ -55,3 +53,97 @@ def logit_mse(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array
     check_same_shape(student_logits, teacher_logits, "logit_mse")
     diff = upcast(student_logits) - upcast(teacher_logits)
     return jnp.mean(jnp.square(diff))
+
+
+def _kl_rows(p_t: jax.Array, log_p_s: jax.Array) -> jax.Array:
+    """sum_c p_t (log p_t - log p_s) per row, with 0 log 0 = 0 (torch kl_div semantics)."""
+    return jnp.sum(jax.scipy.special.xlogy(p_t, p_t) - p_t * log_p_s, axis=-1)
+
+
+def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array, *, alpha: float = 1.0,
+        beta: float = 8.0, temperature: float = 4.0) -> jax.Array:
+    """Decoupled KD: alpha * TCKD + beta * NCKD (mdistiller `dkd_loss`; spec 3.10).
+
+    TCKD = T^2/B sum_i KL(b_t || b_s) on the binary [target, non-target] probabilities (log of b_s taken directly);
+    NCKD = T^2/B sum_i KL(p^_t || p^_s) on softmax(z/T - 1000 * onehot(y)), the non-target distribution.
+    CE and the min(epoch/20, 1) warm-up are separate (trainer terms). reference: megvii-research/mdistiller
+    mdistiller/distillers/DKD.py.
+    """
+    check_same_shape(student_logits, teacher_logits, "dkd")
+    t = temperature
+    zs, zt = upcast(student_logits) / t, upcast(teacher_logits) / t
+    gt = jax.nn.one_hot(labels, zs.shape[-1], dtype=zs.dtype)
+    p_s, p_t = jax.nn.softmax(zs, axis=-1), jax.nn.softmax(zt, axis=-1)
+    b_s = jnp.stack([jnp.sum(p_s * gt, -1), jnp.sum(p_s * (1 - gt), -1)], axis=-1)
+    b_t = jnp.stack([jnp.sum(p_t * gt, -1), jnp.sum(p_t * (1 - gt), -1)], axis=-1)
+    tckd = jnp.sum(jax.scipy.special.xlogy(b_t, b_t) - b_t * jnp.log(b_s)) * t * t / zs.shape[0]
+    log_q_s = jax.nn.log_softmax(zs - 1000.0 * gt, axis=-1)
+    q_t = jax.nn.softmax(zt - 1000.0 * gt, axis=-1)
+    nckd = jnp.sum(_kl_rows(q_t, log_q_s)) * t * t / zs.shape[0]
+    return alpha * tckd + beta * nckd
+
+
+MLLD_TEMPERATURES = (4.0, 3.0, 5.0, 2.0, 6.0)
+
+
+def _median_linear(x: jax.Array) -> jax.Array:
+    return jnp.percentile(x, 50.0, method="linear")
+
+
+def _batch_correlation(p_s, p_t, mask=None):
+    diff = p_t @ p_t.T - p_s @ p_s.T
+    if mask is not None:
+        diff = diff * mask[:, None] * mask[None, :]
+    return jnp.sum(jnp.square(diff)) / p_s.shape[0]
+
+
+def _class_correlation(p_s, p_t, cmask=None):
+    diff = p_t.T @ p_t - p_s.T @ p_s
+    if cmask is not None:
+        diff = diff * cmask[:, None] * cmask[None, :]
+    return jnp.sum(jnp.square(diff)) / p_s.shape[1]
+
+
+def mlld(student_logits_weak: jax.Array, teacher_logits_weak: jax.Array, student_logits_strong: jax.Array,
+         teacher_logits_strong: jax.Array, *, variant: str = "official",
+         temperatures=MLLD_TEMPERATURES) -> jax.Array:
+    """Multi-level logit distillation (Jin et al., CVPR'23; spec 3.11), without the CE terms and the 0.9 weight.
+
+    With P = softmax(z/T): KD_T = T^2 batchmean KL(P_t || P_s); BC_T = ||P_t P_t^T - P_s P_s^T||_F^2 / B;
+    CC_T = ||P_t^T P_t - P_s^T P_s||_F^2 / C. Masks from the teacher's weak-view softmax at T = 1: mask_i = max_c p_ic
+    <= batch median of those maxima; cmask_c = sum_i p_ic <= median over classes (linear percentile, numpy's).
+    - variant='official' (Jin-Ying/Multi-Level-Logit-Distillation KD_ours.py, quirks kept): mean(mask) * sum_T
+      KD_T(weak) + [KD_4, KD_3, KD_5 on the strong view, KD_2, KD_6 on the weak view] + mean(cmask) * sum_T CC_T(weak)
+      + mean(mask) * sum_T BC_T(weak). The masks rescale already-reduced losses (quirk i); the "strong" sum reuses
+      weak logits for T = 2, 6 (ii); strong-view CC/BC are not used (iii).
+    - variant='paper' (kdjax reading): both views get KD_T + CC_T + BC_T for every T on their own logits, and the
+      masks select: instance terms sum_i mask_i l_i / B, BC/CC on the masked rows and columns (still / B, / C).
+    """
+    zs_w, zt_w, zs_s, zt_s = (upcast(z) for z in (student_logits_weak, teacher_logits_weak,
+                                                   student_logits_strong, teacher_logits_strong))
+    check_same_shape(zs_w, zt_w, "mlld weak view")
+    check_same_shape(zs_s, zt_s, "mlld strong view")
+    p1 = jax.nn.softmax(zt_w, axis=-1)
+    confidence = jnp.max(p1, axis=-1)
+    mask = (confidence <= _median_linear(confidence)).astype(zs_w.dtype)
+    class_confidence = jnp.sum(p1, axis=0)
+    cmask = (class_confidence <= _median_linear(class_confidence)).astype(zs_w.dtype)
+    soft = lambda z, t: jax.nn.softmax(z / t, axis=-1)
+
+    if variant == "official":
+        total = jnp.mean(mask) * sum(kd(zs_w, zt_w, temperature=t) for t in temperatures)
+        total += (kd(zs_s, zt_s, temperature=4.0) + kd(zs_s, zt_s, temperature=3.0) + kd(zs_s, zt_s, temperature=5.0)
+                  + kd(zs_w, zt_w, temperature=2.0) + kd(zs_w, zt_w, temperature=6.0))
+        total += jnp.mean(cmask) * sum(_class_correlation(soft(zs_w, t), soft(zt_w, t)) for t in temperatures)
+        total += jnp.mean(mask) * sum(_batch_correlation(soft(zs_w, t), soft(zt_w, t)) for t in temperatures)
+        return total
+    if variant == "paper":
+        total = jnp.float32(0.0)
+        for zs, zt in ((zs_w, zt_w), (zs_s, zt_s)):
+            for t in temperatures:
+                ps, pt = soft(zs, t), soft(zt, t)
+                per_example = _kl_rows(pt, jax.nn.log_softmax(zs / t, axis=-1)) * t * t
+                total += jnp.sum(mask * per_example) / zs.shape[0]
+                total += _batch_correlation(ps, pt, mask) + _class_correlation(ps, pt, cmask)
+        return total
+    raise ValueError(f"mlld: variant={variant!r}; valid: 'official', 'paper'")
