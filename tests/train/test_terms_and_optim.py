@@ -81,3 +81,38 @@ def test_unknown_optimizer_and_schedule():
     with pytest.raises(ValueError, match="Unknown schedule 'step'.*multistep"):
         optim.make_schedule(ml_collections.ConfigDict(dict(name="step", base_lr=1.0)), steps_per_epoch=1,
                             total_steps=1)
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(tmp_path_factory):
+    from kdjax.train import loop
+    from tests import helpers
+    workdir = tmp_path_factory.mktemp("teacher")
+    loop.run_stage(helpers.tiny_config(steps=1), "teacher", str(workdir))
+    return str(workdir / "teacher" / "checkpoints")
+
+
+@pytest.mark.parametrize("name, options", [
+    ("dkd", dict(weight=1.0, warmup_epochs=20, beta=6.0)), ("at", dict(weight=1000.0)), ("rkd", dict(weight=1.0)),
+    ("pkt", dict(weight=30000.0)), ("activation_matching", dict(weight=1.0)),
+    ("jacobian_matching", dict(weight=1.0, select="teacher_top", normalize=True)),
+    ("jacobian_matching_jvp", dict(weight=1.0, num_tangents=2)), ("jacobian_norm", dict(weight=0.1, output="all")),
+    ("attention_matching", dict(weight=1.0, student_layers=("feats.1",), teacher_layers=("feats.1",))),
+    ("attention_jacobian", dict(weight=1.0, student_layer="pooled_feats.0", teacher_layer="pooled_feats.0")),
+])
+def test_each_registered_term_trains_inside_a_step(name, options, digits_teacher, tmp_path):
+    """One distillation step per term on digits: finite, and the logged total = CE + weight * term."""
+    import json
+    from kdjax.train import loop
+    from tests import helpers
+    config = helpers.tiny_config(steps=1)
+    config.stages.student.losses = {"ce": dict(weight=1.0), name: options}
+    config.stages.student.teacher = dict(stage="", checkpoint=digits_teacher, model=dict(name="vgg4", width=0.125),
+                                         how_to_get="")
+    result = loop.run_stage(config, "student", str(tmp_path))
+    assert result["status"] == "done"
+    record = [json.loads(l) for l in open(tmp_path / "student" / "metrics.jsonl") if '"loss/total"' in l][0]
+    assert np.isfinite(record[f"loss/{name}"])
+    factor = terms.build_term(name, options).factor(jnp.float32(1.0))
+    np.testing.assert_allclose(record["loss/total"], record["loss/ce"] + float(factor) * record[f"loss/{name}"],
+                               rtol=1e-5)

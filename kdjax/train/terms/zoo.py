@@ -1,0 +1,60 @@
+"""Terms of the single-label KD zoo that need no learnable modules: DKD, AT, RKD, PKT (spec section 3).
+
+Weights and warm-ups come from the config entry (e.g. DKD: `dict(weight=1.0, warmup_epochs=20, beta=8.0)`).
+"""
+import dataclasses
+from typing import Any
+
+from kdjax import losses
+from kdjax.train.terms.base import Term, register
+
+
+@register("dkd")
+@dataclasses.dataclass(frozen=True)
+class DKD(Term):
+    alpha: float = 1.0
+    beta: float = 8.0
+    temperature: float = 4.0
+    needs_teacher = True
+
+    def loss(self, inputs):
+        return losses.dkd(inputs.student_logits, inputs.teacher_logits, inputs.labels, alpha=self.alpha,
+                          beta=self.beta, temperature=self.temperature)
+
+
+@register("at")
+@dataclasses.dataclass(frozen=True)
+class AttentionTransfer(Term):
+    """mdistiller AT: post-ReLU stage outputs `feats[first:]` of both nets, zipped; weight 1000 in the recipes."""
+    p: float = 2.0
+    first: int = 1
+    mode: str = "code"
+    tap: str = "feats"
+    needs_teacher = True
+
+    def loss(self, inputs):
+        return losses.attention_transfer(inputs.student_taps[self.tap][self.first:],
+                                         inputs.teacher_taps[self.tap][self.first:], p=self.p, mode=self.mode)
+
+
+@register("rkd")
+@dataclasses.dataclass(frozen=True)
+class RKD(Term):
+    distance_weight: float = 25.0
+    angle_weight: float = 50.0
+    tap: str = "pooled"
+    needs_teacher = True
+
+    def loss(self, inputs):
+        return losses.rkd(inputs.student_taps[self.tap], inputs.teacher_taps[self.tap],
+                          distance_weight=self.distance_weight, angle_weight=self.angle_weight)
+
+
+@register("pkt")
+@dataclasses.dataclass(frozen=True)
+class PKT(Term):
+    tap: str = "pooled"
+    needs_teacher = True
+
+    def loss(self, inputs):
+        return losses.pkt(inputs.student_taps[self.tap], inputs.teacher_taps[self.tap])
