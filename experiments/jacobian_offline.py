@@ -25,45 +25,54 @@ ROW_NAMES = {"ce": "CE", "ce_act": "CE + match act.", "ce_jac": "CE + match Jac.
              "act": "match act.", "act_jac": "act. + Jac."}
 
 
-def _run(config, stage, workdir):
+def _run(config, stage, workdir, collect=False):
+    """Runs a cell unless its results exist; with `collect`, only reads finished cells (None for the others)."""
     from kdjax.train import loop
     path = os.path.join(workdir, stage, "results.json")
     if os.path.exists(path):
         return json.load(open(path))
+    if collect:
+        return None
     result = loop.run_stage(config, stage, workdir)
     if result["status"] == "preempted":  # SIGTERM: the cell is checkpointed; a relaunch resumes the sweep
         raise SystemExit(f"preempted in {workdir}; relaunch the same command to resume")
     return result
 
 
-def mean_std(values):
+def mean_std(values, expected_n=None):
     values = 100 * np.asarray(values, float)
-    return f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.2f}"
+    text = f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.2f}"
+    return text if expected_n in (None, len(values)) else f"{text} (n={len(values)})"
 
 
-def table1(workdir, seeds, per_class):
+def table1(workdir, seeds, per_class, collect=False):
+    """Seeds are the outer loop, so a sweep cut short leaves every cell with the same number of seeds."""
     teacher_dir = os.path.join(workdir, "teacher")
-    teacher = _run(fashion_mnist_table1.get_config(), "teacher", teacher_dir)
+    teacher = _run(fashion_mnist_table1.get_config(), "teacher", teacher_dir, collect)
     ckpt = os.path.join(teacher_dir, "teacher", "checkpoints")
     results = {}
-    for n in per_class:
-        for method in jm.TABLE1_ROWS:
-            for seed in seeds:
+    for seed in seeds:
+        for n in per_class:
+            for method in jm.TABLE1_ROWS:
                 cell = os.path.join(workdir, f"t1_{method}_{n}_seed{seed}")
                 config = fashion_mnist_table1.get_config(
                     f"method={method},per_class={n},seed={seed},teacher_checkpoint={ckpt}")
-                r = _run(config, "student", cell)
+                r = _run(config, "student", cell, collect)
+                if r is None:
+                    continue
                 results.setdefault((method, n), []).append(r["final_accuracy"])
                 print(f"table1 {method} per_class={n} seed={seed}: {100 * r['final_accuracy']:.2f}", flush=True)
     return teacher, results
 
 
-def table2(workdir, seeds):
+def table2(workdir, seeds, collect=False):
     results = {}
     for lam in LAMBDAS:
         for seed in seeds:
             r = _run(fashion_mnist_table2.get_config(f"lam={lam},seed={seed}"), "model",
-                     os.path.join(workdir, f"t2_lam{lam:g}_seed{seed}"))
+                     os.path.join(workdir, f"t2_lam{lam:g}_seed{seed}"), collect)
+            if r is None:
+                continue
             accs = [r["final_accuracy"]] + [r[f"final_accuracy_noise_{s:g}"] for s in (0.1, 0.2, 0.3, 0.4)]
             results.setdefault(lam, []).append(accs)
             print(f"table2 lambda={lam:g} seed={seed}: " + " / ".join(f"{100 * a:.2f}" for a in accs), flush=True)
@@ -75,13 +84,15 @@ def write_tables(workdir, teacher, t1, t2, per_class, seeds, t2_seeds):
              "| student VGG-4 (width 0.25) | " + " | ".join(f"{n}/class" for n in per_class) + " |",
              "|---|" + "---|" * len(per_class)]
     for method in jm.TABLE1_ROWS:
-        lines.append(f"| {ROW_NAMES[method]} | " + " | ".join(mean_std(t1[(method, n)]) for n in per_class) + " |")
-    lines.append(f"\nTest top-1 (%), mean ± std over seeds {list(seeds)}; 300 steps per student.")
+        lines.append(f"| {ROW_NAMES[method]} | " + " | ".join(
+            mean_std(t1[(method, n)], len(seeds)) if (method, n) in t1 else "not run" for n in per_class) + " |")
+    lines.append(f"\nTest top-1 (%), mean ± std (ddof 1) over seeds {list(seeds)} (n = seeds completed where "
+                 "fewer); 300 steps per student.")
     open(os.path.join(workdir, "table1.md"), "w").write("\n".join(lines) + "\n")
     lines = ["| lambda | clean | σ=0.1 | σ=0.2 | σ=0.3 | σ=0.4 |", "|---|---|---|---|---|---|"]
     for lam in LAMBDAS:
         runs = np.asarray(t2[lam])
-        lines.append(f"| {lam:g} | " + " | ".join(mean_std(runs[:, i]) for i in range(5)) + " |")
+        lines.append(f"| {lam:g} | " + " | ".join(mean_std(runs[:, i], len(t2_seeds)) for i in range(5)) + " |")
     lines.append(f"\nTest top-1 (%) under Gaussian noise on the normalised images, mean ± std over seeds {list(t2_seeds)}.")
     open(os.path.join(workdir, "table2.md"), "w").write("\n".join(lines) + "\n")
 
@@ -92,9 +103,10 @@ def plot(workdir, t1, t2, per_class):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in jm.TABLE1_ROWS:
-        means = [100 * np.mean(t1[(method, n)]) for n in per_class]
-        stds = [100 * np.std(t1[(method, n)]) for n in per_class]
-        ax.errorbar(per_class, means, yerr=stds, marker="o", capsize=3, label=ROW_NAMES[method])
+        ns = [n for n in per_class if (method, n) in t1]
+        means = [100 * np.mean(t1[(method, n)]) for n in ns]
+        stds = [100 * np.std(t1[(method, n)], ddof=1) if len(t1[(method, n)]) > 1 else 0.0 for n in ns]
+        ax.errorbar(ns, means, yerr=stds, marker="o", capsize=3, label=ROW_NAMES[method])
     ax.set(xscale="log", xlabel="training images per class", ylabel="test top-1 (%)",
            title="Fashion-MNIST, VGG-9 -> VGG-4 (paper 004 Table 1 protocol)")
     ax.grid(alpha=0.3)
@@ -121,6 +133,7 @@ def main(argv=None):
     parser.add_argument("--table2_seeds", default="0,1")
     parser.add_argument("--per_class", default="1,5,10,50")
     parser.add_argument("--tables", default="1,2")
+    parser.add_argument("--collect", action="store_true", help="write tables from finished cells only")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     per_class = [int(n) for n in args.per_class.split(",")]
@@ -130,9 +143,9 @@ def main(argv=None):
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     start = time.time()
-    teacher, t1 = table1(args.workdir, seeds, per_class) if "1" in args.tables else (None, {})
+    teacher, t1 = table1(args.workdir, seeds, per_class, args.collect) if "1" in args.tables else (None, {})
     t2_seeds = [int(s) for s in args.table2_seeds.split(",")]
-    t2 = table2(args.workdir, t2_seeds) if "2" in args.tables else {}
+    t2 = table2(args.workdir, t2_seeds, args.collect) if "2" in args.tables else {}
     if teacher and t2:
         write_tables(args.workdir, teacher, t1, t2, per_class, seeds, t2_seeds)
         plot(args.workdir, t1, t2, per_class)

@@ -28,7 +28,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _PreemptionFlag:
-    """SIGTERM (preemptible VMs send it before shutdown) -> finish the step, checkpoint, return 'preempted'."""
+    """SIGTERM (preemptible VMs send it before shutdown) -> finish the step, checkpoint, return 'preempted'.
+
+    Multi-host: the save is collective, so every process must see the signal at the same step; preemption of a TPU
+    pod or a Slurm job signals all of them. A single stray SIGTERM to one host would stall the others at the save.
+    """
 
     def __init__(self):
         self.requested = False
