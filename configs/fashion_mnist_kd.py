@@ -7,7 +7,8 @@ Stages:
   (default 100, i.e. 1,000 images; `per_class=0` uses the full split);
 - `student_ce`: the same student, subset and budget with CE only.
 Augmentation: random crop (pad 2) + horizontal flip. SGD momentum 0.9, wd 5e-4, cosine LR from 0.05.
-Runtime on 2 CPU cores: about 25 minutes (teacher 15 epochs at batch 128 dominates); a few minutes on one GPU.
+Runtime on 2 CPU cores: 40-70 minutes; the teacher's 7,035 steps dominate (measured 1.8 steps/s with the CPU
+shared by other jobs, so about an hour; less on a quiet machine). A few minutes on one GPU (estimate).
 
     apt-get install -y dataset-fashion-mnist
     python -m experiments.main --config=configs/fashion_mnist_kd.py --workdir=/tmp/kdjax_fmnist
