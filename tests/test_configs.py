@@ -12,6 +12,9 @@ from tests import helpers
 CONFIGS = sorted(os.path.relpath(p, helpers.REPO) for p in glob.glob(os.path.join(helpers.REPO, "configs", "**", "*.py"),
                                                                         recursive=True)
                  if not os.path.basename(p).startswith(("__", "common")))
+# Needs an image folder and a converted ImageNet teacher: covered by tests/test_jacobian_matching.py.
+FOLDER_CONFIGS = {"configs/jacobian_matching/mit_scenes_table3.py"}
+MOCK = dict(num_examples=1000)  # every CIFAR-100 class present, so few-shot subsets exist
 
 
 def load(path, arg=None):
@@ -22,16 +25,17 @@ def load(path, arg=None):
 @pytest.mark.parametrize("path", CONFIGS)
 def test_config_validates_and_documents_itself(path):
     config = load(path)
-    with tfds.testing.mock_data(num_examples=64):
-        recipe.validate(config)
+    if path not in FOLDER_CONFIGS:
+        with tfds.testing.mock_data(**MOCK):
+            recipe.validate(config)
     doc = importlib.import_module(path[:-3].replace(os.sep, ".")).__doc__
     assert "python -m experiments.main" in doc and "untime" in doc, f"{path}: docstring needs command and runtime"
 
 
-@pytest.mark.parametrize("path", CONFIGS)
+@pytest.mark.parametrize("path", sorted(set(CONFIGS) - FOLDER_CONFIGS))
 def test_config_runlocal_trains_two_steps_per_stage(path, tmp_path):
-    config = load(path, "runlocal")
-    with tfds.testing.mock_data(num_examples=64):
+    config = helpers.narrow(load(path, "runlocal"))
+    with tfds.testing.mock_data(**MOCK):
         for stage in recipe.stage_order(config):
             result = loop.run_stage(config, stage, str(tmp_path))
             assert result["status"] == "done" and result["step"] == 2

@@ -14,20 +14,9 @@ from experiments import convert_torchvision_resnet
 from kdjax import losses, models
 from kdjax.models import imagenet_resnet
 from kdjax.train import loop, recipe, step as step_lib
+from tests.helpers import NARROW, narrow
 
 MOCK = dict(num_examples=1000)  # every one of the 100 classes present, so per_class=1 subsets exist
-NARROW = 0.125  # the real configs with narrow networks: the same code paths, a fraction of the CPU time
-
-
-def narrow(config):
-    """Scales every model of a config (stages and checkpoint teachers) to width NARROW."""
-    for stage in config.stages.values():
-        stage.model.width = NARROW
-        if "teacher" in stage and stage.teacher.model:
-            stage.teacher.model.width = NARROW
-    return config
-
-
 @pytest.fixture(scope="module")
 def cifar_teacher(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("table1")
