@@ -26,7 +26,8 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest-xdist runs the suite on both cores in CI.
-        "test": ["pytest>=8", "pytest-xdist>=3"],
+        # pytest-xdist runs the suite on both cores in CI; scipy (reference CDFs) and Pillow (image-folder data)
+        # already come with scikit-learn and matplotlib and are named because the tests import them.
+        "test": ["pytest>=8", "pytest-xdist>=3", "scipy>=1.10", "pillow>=10"],
     },
 )
