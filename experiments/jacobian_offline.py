@@ -41,7 +41,7 @@ def _run(config, stage, workdir, collect=False):
 
 def mean_std(values, expected_n=None):
     values = 100 * np.asarray(values, float)
-    text = f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.2f}"
+    text = f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
     return text if expected_n in (None, len(values)) else f"{text} (n={len(values)})"
 
 
