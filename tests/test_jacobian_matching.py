@@ -148,12 +148,13 @@ def _torchvision_style_state_dict(blocks):
     rng = np.random.default_rng(0)
     sd = {}
 
-    def conv(name, o, i, k):
-        sd[f"{name}.weight"] = rng.normal(size=(o, i, k, k)).astype(np.float32)
+    def conv(name, o, i, k):  # He-scaled, so 34 layers of random weights stay finite
+        sd[f"{name}.weight"] = (rng.normal(size=(o, i, k, k)) * np.sqrt(2.0 / (i * k * k))).astype(np.float32)
 
     def bn(name, c):
-        for p in ("weight", "bias", "running_mean"):
-            sd[f"{name}.{p}"] = rng.normal(size=c).astype(np.float32)
+        sd[f"{name}.weight"] = rng.uniform(0.5, 1.0, size=c).astype(np.float32)
+        for p in ("bias", "running_mean"):
+            sd[f"{name}.{p}"] = (0.1 * rng.normal(size=c)).astype(np.float32)
         sd[f"{name}.running_var"] = rng.uniform(0.5, 2.0, size=c).astype(np.float32)
 
     conv("conv1", 64, 3, 7)
@@ -170,7 +171,7 @@ def _torchvision_style_state_dict(blocks):
                 conv(f"{p}.downsample.0", c, in_c, 1)
                 bn(f"{p}.downsample.1", c)
         in_c = c
-    sd["fc.weight"] = rng.normal(size=(1000, 512)).astype(np.float32)
+    sd["fc.weight"] = (rng.normal(size=(1000, 512)) / np.sqrt(512)).astype(np.float32)
     sd["fc.bias"] = rng.normal(size=1000).astype(np.float32)
     return sd
 

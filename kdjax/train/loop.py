@@ -134,6 +134,17 @@ def initialise_from(state, directory: str):
     return state.replace(params=params, batch_stats=loaded["batch_stats"])
 
 
+class _closing:
+    def __init__(self, checkpointer):
+        self.checkpointer = checkpointer
+
+    def __enter__(self):
+        return self.checkpointer
+
+    def __exit__(self, *exc):
+        self.checkpointer.close()  # waits for pending saves
+
+
 def _write_json(path, obj):
     if jax.process_index() == 0:
         tmp = path + ".tmp"
@@ -273,7 +284,8 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_step=None) -> d
 
     status, last_eval, window = "done", None, []
     batches = train_data.train_batches(start)
-    with _PreemptionFlag() as preemption:
+    # finally: an error (e.g. a non-finite loss) must not abandon the asynchronous save of the last good step
+    with _PreemptionFlag() as preemption, _closing(checkpointer):
         step = start
         while step < total_steps:
             batch = parallel.global_batch(next(batches), mesh)
@@ -302,7 +314,6 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_step=None) -> d
                 break
             if is_save_step:
                 save(step)
-    checkpointer.close()
     writer.flush()
     if last_eval is None and status == "done":
         last_eval = evaluate(step)
