@@ -14,6 +14,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from kdjax.data import randaugment
+
 # TensorFlow only feeds data here; it must not reserve GPU memory that JAX needs.
 tf.config.set_visible_devices([], "GPU")
 
@@ -50,6 +52,29 @@ def few_shot_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
     return np.sort(np.concatenate(chosen))
 
 
+AUGMENT_OPS = ("crop", "flip", "randaugment", "cutout")  # applied in this order, whatever order the config lists
+
+
+def negative_pools(all_labels: np.ndarray) -> dict:
+    """class -> indices of the examples of every other class."""
+    return {c: np.flatnonzero(all_labels != c) for c in np.unique(all_labels)}
+
+
+def contrast_indices(index: np.ndarray, labels: np.ndarray, pools: dict, num_negatives: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """CRD 'exact' contrast rows [B, K+1]: column 0 is the example's own index, then K indices drawn uniformly
+    without replacement among the examples of other classes (RepDistiller CIFAR100InstanceSample)."""
+    rows = np.empty((len(index), num_negatives + 1), np.int32)
+    rows[:, 0] = index
+    for i, c in enumerate(labels):
+        others = pools[c]
+        if len(others) < num_negatives:
+            raise ValueError(f"CRD: {num_negatives} negatives requested but class {c} has only {len(others)} "
+                             f"examples of other classes")
+        rows[i, 1:] = rng.choice(others, num_negatives, replace=False)
+    return rows
+
+
 def _epoch_seed(seed: int, epoch: int, process_index: int = 0) -> int:
     return int(np.random.SeedSequence([seed, epoch, process_index]).generate_state(1)[0] & 0x7FFFFFFF)
 
@@ -65,7 +90,13 @@ class Pipeline:
       seed: shuffle / augmentation / subset seed.
       image_size: output H = W (resized once, before caching, when it differs from the source).
       mean, std: per-channel normalisation of [0, 1] pixels.
-      augment: for training, a tuple of ops among 'crop' (random crop after zero padding) and 'flip'.
+      augment: for training, ops among 'crop' (random crop after zero padding), 'flip', 'randaugment' and
+        'cutout' (`randaugment` module; always applied in that order).
+      strong_augment: when set, a second independently augmented view 'image_strong' of every training example
+        (MLLD's weak/strong views: augment=('crop', 'flip'), strong_augment=('crop', 'flip', 'randaugment',
+        'cutout')).
+      contrast_negatives: K > 0 adds 'contrast_idx' [B, K+1] (CRD's exact-mode rows) to every training batch,
+        drawn on the host from (seed, epoch, process, batch), so resumed runs see the same rows.
       crop_padding: zero padding before the random crop.
       subset: optional sorted global indices to keep (few-shot subsets).
       process_index, process_count: this process's shard.
@@ -79,6 +110,8 @@ class Pipeline:
     std: Sequence[float] = (0.5,)
     augment: Sequence[str] = ()
     crop_padding: int = 4
+    strong_augment: Sequence[str] = ()
+    contrast_negatives: int = 0
     subset: np.ndarray | None = None
     process_index: int = 0
     process_count: int = 1
@@ -87,9 +120,9 @@ class Pipeline:
         if self.global_batch_size % self.process_count:
             raise ValueError(f"batch size {self.global_batch_size} is not divisible by the process count "
                              f"{self.process_count}")
-        bad = set(self.augment) - {"crop", "flip"}
+        bad = (set(self.augment) | set(self.strong_augment)) - set(AUGMENT_OPS)
         if bad:
-            raise ValueError(f"Unknown augmentation {sorted(bad)}; valid: ['crop', 'flip']")
+            raise ValueError(f"Unknown augmentation {sorted(bad)}; valid: {list(AUGMENT_OPS)}")
         self.local_batch_size = self.global_batch_size // self.process_count
         self.num_examples = (len(self.source.labels(self.split)) if self.subset is None else len(self.subset))
         self._base = self._build_base()
@@ -114,6 +147,11 @@ class Pipeline:
         return ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
     @property
+    def split_size(self) -> int:
+        """Examples in the whole split: the range of the global 'index' (CRD's memory-bank rows)."""
+        return len(self.source.labels(self.split))
+
+    @property
     def shard_size(self) -> int:
         """Examples of the smallest process shard (strided sharding: sizes differ by at most one)."""
         return self.num_examples // self.process_count
@@ -130,17 +168,28 @@ class Pipeline:
         image = tf.cast(image, tf.float32) / 255.0
         return (image - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
 
-    def _augment(self, ex, epoch_seed):
-        image = ex["image"]
-        seeds = tf.random.experimental.stateless_split(tf.stack([tf.cast(epoch_seed, tf.int64), ex["index"]]), 2)
-        if "crop" in self.augment:
+    def _augmented(self, image, seed, ops):
+        seeds = tf.random.experimental.stateless_split(seed, 4)
+        if "crop" in ops:
             p = self.crop_padding
             h, w, c = image.shape
             padded = tf.pad(image, [[p, p], [p, p], [0, 0]])
             image = tf.image.stateless_random_crop(padded, (h, w, c), seed=seeds[0])
-        if "flip" in self.augment:
+        if "flip" in ops:
             image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-        return dict(ex, image=image)
+        if "randaugment" in ops:
+            image = randaugment.rand_augment(image, seeds[2])
+        if "cutout" in ops:
+            image = randaugment.cutout(image, seeds[3])
+        return image
+
+    def _augment(self, ex, epoch_seed):
+        seed = tf.stack([tf.cast(epoch_seed, tf.int64), ex["index"]])
+        out = dict(ex, image=self._augmented(ex["image"], seed, self.augment))
+        if self.strong_augment:
+            strong_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            out["image_strong"] = self._augmented(ex["image"], strong_seed, self.strong_augment)
+        return out
 
     # ---- training -----------------------------------------------------------------------------------------------
     def epoch(self, epoch: int, skip_batches: int = 0) -> tf.data.Dataset:
@@ -150,15 +199,22 @@ class Pipeline:
         ds = ds.take(self.steps_per_epoch * self.local_batch_size).skip(skip_batches * self.local_batch_size)
         aug_seed = _epoch_seed(self.seed, epoch)
         ds = ds.map(lambda ex: self._augment(ex, aug_seed), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.map(lambda ex: dict(ex, image=self._normalize(ex["image"])), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
+        views = ("image", "image_strong") if self.strong_augment else ("image",)
+        ds = ds.map(lambda ex: dict(ex, **{v: self._normalize(ex[v]) for v in views}),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.batch(self.local_batch_size, drop_remainder=True).prefetch(2)
 
     def train_batches(self, start_step: int = 0) -> Iterator[dict]:
         """Infinite iterator of local numpy batches from global step `start_step` on."""
         epoch, offset = divmod(start_step, self.steps_per_epoch)
+        pools = negative_pools(self.source.labels(self.split)) if self.contrast_negatives else None
         while True:
-            yield from self.epoch(epoch, offset).as_numpy_iterator()
+            for b, batch in enumerate(self.epoch(epoch, offset).as_numpy_iterator(), start=offset):
+                if self.contrast_negatives:
+                    rng = np.random.default_rng([self.seed, epoch, self.process_index, b, 0xC0D])
+                    batch["contrast_idx"] = contrast_indices(batch["index"], batch["label"], pools,
+                                                             self.contrast_negatives, rng)
+                yield batch
             epoch, offset = epoch + 1, 0
 
     # ---- evaluation ---------------------------------------------------------------------------------------------

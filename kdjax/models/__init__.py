@@ -5,9 +5,9 @@ named features (`feats`, `preact_feats`, `pooled`, ...) documented in each model
 """
 import flax.linen as nn
 
-from kdjax.models import cifar_resnet, imagenet_resnet, vgg
+from kdjax.models import cifar_resnet, cifar_resnet50, imagenet_resnet, mobilenetv2, shufflenet, vgg, wrn
 
-_FAMILIES = (vgg, cifar_resnet, imagenet_resnet)
+_FAMILIES = (vgg, cifar_resnet, wrn, cifar_resnet50, mobilenetv2, shufflenet, imagenet_resnet)
 REGISTRY = {name: family for family in _FAMILIES for name in family.NAMES}
 
 

@@ -3,7 +3,8 @@
 BasicBlock: conv3x3-BN-ReLU-conv3x3-BN, + shortcut (1x1 conv + BN when stride or width changes), ReLU.
 Taps: `feats` = [stem output, stage 1, 2, 3 outputs (after ReLU)], `preact_feats` = the same before the final
 ReLU of each stage's last block (the stem entry is the post-ReLU stem, as in mdistiller), `pooled` = the 8x8
-average pool of the last stage.
+average pool of the last stage, `preact_bn` = (scale, bias) of the BN feeding each preact tap (the last block's
+bn2; OFD's margins; approximate since the tap also holds the residual, as in mdistiller), None for the stem.
 """
 import flax.linen as nn
 import jax
@@ -22,13 +23,14 @@ class BasicBlock(nn.Module):
         y = layers.conv(self.features, 3, self.stride, dtype=self.dtype)(x)
         y = nn.relu(layers.batch_norm(train, dtype=self.dtype)(y))
         y = layers.conv(self.features, 3, dtype=self.dtype)(y)
-        y = layers.batch_norm(train, dtype=self.dtype)(y)
+        bn2 = layers.batch_norm(train, dtype=self.dtype)
+        y = bn2(y)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
             shortcut = layers.conv(self.features, 1, self.stride, dtype=self.dtype)(x)
             shortcut = layers.batch_norm(train, dtype=self.dtype)(shortcut)
         preact = y + shortcut
-        return nn.relu(preact), preact
+        return nn.relu(preact), preact, layers.bn_affine(bn2)
 
 
 class CifarResNet(nn.Module):
@@ -43,16 +45,18 @@ class CifarResNet(nn.Module):
         widths = [layers.scaled(w, self.width) for w in self.widths]
         x = layers.conv(widths[0], 3, dtype=self.dtype)(x.astype(self.dtype))
         x = nn.relu(layers.batch_norm(train, dtype=self.dtype)(x))
-        feats, preacts = [x], [x]
+        feats, preacts, preact_bn = [x], [x], [None]
         for stage, (features, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
             for b in range(self.blocks_per_stage):
-                x, preact = BasicBlock(features, stride if b == 0 else 1, dtype=self.dtype,
+                x, preact, affine = BasicBlock(features, stride if b == 0 else 1, dtype=self.dtype,
                                        name=f"stage{stage + 1}_block{b}")(x, train=train)
             feats.append(x)
             preacts.append(preact)
+            preact_bn.append(affine)
         pooled = layers.global_avg_pool(x)
         logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)(pooled)
-        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled}
+        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn,
+                                         "pooled": pooled}
 
 
 _PLAIN = (16, 16, 32, 64)

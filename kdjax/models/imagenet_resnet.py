@@ -31,16 +31,18 @@ class ImageNetResNet(nn.Module):
         x = layers.conv(w[0], 7, 2, dtype=self.dtype, name="conv1")(x.astype(self.dtype))
         x = nn.relu(layers.batch_norm(train, dtype=self.dtype, name="bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        feats, preacts = [x], [x]
+        feats, preacts, preact_bn = [x], [x], [None]
         for stage, (features, n, stride) in enumerate(zip(w, self.blocks, (1, 2, 2, 2))):
             for b in range(n):
-                x, preact = BasicBlock(features, stride if b == 0 else 1, dtype=self.dtype,
+                x, preact, affine = BasicBlock(features, stride if b == 0 else 1, dtype=self.dtype,
                                        name=f"layer{stage + 1}_{b}")(x, train=train)
             feats.append(x)
             preacts.append(preact)
+            preact_bn.append(affine)
         pooled = layers.global_avg_pool(x)
         logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype, name="fc")(pooled)
-        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled}
+        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn,
+                                            "pooled": pooled}
 
 
 def get_model(name: str, *, num_classes: int, **kw) -> ImageNetResNet:

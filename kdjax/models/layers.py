@@ -16,11 +16,16 @@ torch_linear_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uni
 
 
 def conv(features: int, kernel: int = 3, stride: int = 1, *, use_bias: bool = False, groups: int = 1,
-         dtype=jnp.float32, name=None) -> nn.Conv:
+         kernel_init=kaiming_fan_out, dtype=jnp.float32, name=None) -> nn.Conv:
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                   use_bias=use_bias, feature_group_count=groups, kernel_init=kaiming_fan_out, dtype=dtype,
+                   use_bias=use_bias, feature_group_count=groups, kernel_init=kernel_init, dtype=dtype,
                    name=name)
+
+
+def bn_affine(bn: nn.BatchNorm) -> tuple:
+    """(scale, bias) of an applied BatchNorm: the teacher-side input of OFD's margins (tap `preact_bn`)."""
+    return bn.variables["params"]["scale"], bn.variables["params"]["bias"]
 
 
 def batch_norm(train: bool, *, dtype=jnp.float32, name=None) -> nn.BatchNorm:
@@ -34,3 +39,12 @@ def scaled(width: int, multiplier: float) -> int:
 
 
 global_avg_pool = functools.partial(jnp.mean, axis=(1, 2))
+# torch's default Conv2d/Linear init, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)): models without their own
+# init (the ShuffleNets) use it.
+torch_default_conv = torch_linear_kernel
+
+
+def channel_shuffle(x, groups: int):
+    """ShuffleNet's channel shuffle in NHWC: channel g*(C/g)+j moves to j*g+g (torch view/permute order)."""
+    n, h, w, c = x.shape
+    return x.reshape(n, h, w, groups, c // groups).swapaxes(3, 4).reshape(n, h, w, c)

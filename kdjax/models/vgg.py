@@ -7,7 +7,7 @@ Two families share this module:
   (BN follows), a max-pool after every block, global average pool, one dense layer.
 
 Taps: `feats[i]` = output of block i after its last ReLU (before the pool that follows it), `preact_feats[i]` =
-the same tensor before that ReLU, `pooled` = the global-average-pooled vector fed to the classifier,
+the same tensor before that ReLU, `preact_bn[i]` = (scale, bias) of the BN before that ReLU (OFD margins), `pooled` = the global-average-pooled vector fed to the classifier,
 `pooled_feats[i]` = the output of the pool after block i (what Jacobian paper Sec 10.2 calls "after maxpool i+1").
 """
 from typing import Sequence
@@ -40,14 +40,16 @@ class VGG(nn.Module):
             raise ValueError(f"VGG: {len(self.blocks)} blocks but {len(self.pools)} pool entries")
         input_height = x.shape[1]
         x = x.astype(self.dtype)
-        feats, preacts, pooled_feats = [], [], []
+        feats, preacts, pooled_feats, preact_bn = [], [], [], []
         for widths, pool in zip(self.blocks, self.pools):
             for j, w in enumerate(widths):
                 x = layers.conv(layers.scaled(w, self.width), 3, use_bias=self.use_bias, dtype=self.dtype)(x)
-                x = layers.batch_norm(train, dtype=self.dtype)(x)
+                bn = layers.batch_norm(train, dtype=self.dtype)
+                x = bn(x)
                 if j < len(widths) - 1:
                     x = nn.relu(x)
             preacts.append(x)
+            preact_bn.append(layers.bn_affine(bn))
             x = nn.relu(x)
             feats.append(x)
             if pool == MAX or (pool == MAX_IF_64 and input_height == 64):
@@ -63,7 +65,8 @@ class VGG(nn.Module):
                        else nn.initializers.normal(self.classifier_std))
         dropped = nn.Dropout(self.dropout, deterministic=not train)(pooled) if self.dropout else pooled
         logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype)(dropped)
-        taps = {"feats": feats, "preact_feats": preacts, "pooled_feats": pooled_feats, "pooled": pooled}
+        taps = {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn, "pooled_feats": pooled_feats,
+                "pooled": pooled}
         if self.aux_classes:
             taps["aux_logits"] = nn.Dense(self.aux_classes, kernel_init=kernel_init, dtype=self.dtype,
                                           name="aux_head")(pooled).astype(jnp.float32)

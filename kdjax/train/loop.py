@@ -65,6 +65,8 @@ def make_pipelines(config, spec: recipe.StageSpec):
                   process_index=jax.process_index(), process_count=jax.process_count())
     train = data_lib.Pipeline(split=d.get("train_split", "train"), global_batch_size=spec.batch_size,
                               augment=tuple(d.get("augment") or ()), crop_padding=int(d.get("crop_padding", 4)),
+                              strong_augment=tuple(d.get("strong_augment") or ()),
+                              contrast_negatives=int(d.get("contrast_negatives") or 0),
                               subset=subset, **common)
     evaluation = data_lib.Pipeline(split=d.get("eval_split", "test"), global_batch_size=int(config.eval_batch_size),
                                    **common)
@@ -213,13 +215,13 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_step=None) -> d
     schedule = optim.make_schedule(spec.schedule, steps_per_epoch=spe, total_steps=total_steps)
     tx = optim.make_optimizer(spec.optimizer, schedule)
     train_step, eval_fn = step_lib.compile_steps(mesh, networks=networks, weighted_terms=spec.weighted_terms,
-                                                 schedule=schedule, steps_per_epoch=spe)
+                                                 schedule=schedule, steps_per_epoch=spe,
+                                                 dataset_size=train_data.split_size)
 
     repl = parallel.replicated(mesh)
-    example = next(train_data.epoch(0).as_numpy_iterator())
-    example = parallel.global_batch(example, mesh)
-    init = jax.jit(lambda rng, b, tv: step_lib.init_state(networks, spec.weighted_terms, tx, rng, b, tv),
-                   out_shardings=repl)
+    example = parallel.global_batch(next(train_data.train_batches(0)), mesh)
+    init = jax.jit(lambda rng, b, tv: step_lib.init_state(networks, spec.weighted_terms, tx, rng, b, tv,
+                                                          train_data.split_size), out_shardings=repl)
     state = init(jax.random.key(int(config.seed)), example, teacher_vars)
     if spec.init_from:
         state = jax.device_put(initialise_from(state, spec.init_from), repl)

@@ -15,7 +15,7 @@ from kdjax.train import terms as terms_lib
 STAGE_KEYS = ("model", "losses", "optimizer", "schedule", "num_epochs", "num_steps", "teacher", "data",
               "noise_sigmas", "init_from", "batch_size")
 DATA_KEYS = ("name", "data_dir", "train_split", "eval_split", "image_size", "augment", "crop_padding",
-             "normalization", "per_class", "subset_seed")
+             "normalization", "per_class", "subset_seed", "strong_augment", "contrast_negatives")
 TEACHER_KEYS = ("stage", "checkpoint", "model", "how_to_get")
 
 
@@ -70,10 +70,10 @@ def resolve_stage(config, name: str) -> StageSpec:
     data_cfg = _to_dict(config.data)
     data_cfg.update(_to_dict(stage.get("data")))
     _check_keys(data_cfg, DATA_KEYS, f"{where}.data")
-    if data_cfg.get("augment"):
-        bad = set(data_cfg["augment"]) - {"crop", "flip"}
+    for key in ("augment", "strong_augment"):
+        bad = set(data_cfg.get(key) or ()) - set(data_lib.AUGMENT_OPS)
         if bad:
-            raise ConfigError(f"{where}.data.augment: unknown op(s) {sorted(bad)}; valid: ['crop', 'flip']")
+            raise ConfigError(f"{where}.data.{key}: unknown op(s) {sorted(bad)}; valid: {list(data_lib.AUGMENT_OPS)}")
     model_cfg = _to_dict(stage.model)
     if model_cfg.get("name") not in models.REGISTRY:
         raise ConfigError(f"{where}.model.name: unknown model {model_cfg.get('name')!r}; valid models: "

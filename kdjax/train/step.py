@@ -34,8 +34,12 @@ class Networks:
         if self.teacher is None:
             return None, None, None
         # No stop_gradient on fn itself: Jacobian terms differentiate it w.r.t. its *input*. Its parameters are
-        # constants anyway (teacher_vars is not an argument of the differentiated function).
-        fn = lambda x: self.teacher.apply(teacher_vars, x, train=False)
+        # constants anyway (teacher_vars is not an argument of the differentiated function). `train=True` runs BN
+        # on batch statistics (OFD's teacher mode) and discards the running-stat update: the teacher stays frozen.
+        def fn(x, train=False):
+            if train:
+                return self.teacher.apply(teacher_vars, x, train=True, mutable=["batch_stats"])[0]
+            return self.teacher.apply(teacher_vars, x, train=False)
         logits, taps = jax.lax.stop_gradient(fn(images))
         return logits, taps, fn
 
@@ -43,7 +47,28 @@ class Networks:
         return lambda x: self.student.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
 
 
-def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars) -> TrainState:
+def _extra_views(weighted_terms) -> tuple[str, ...]:
+    return tuple(sorted({v for wt in weighted_terms for v in wt.term.views}))
+
+
+def _forward_views(networks, variables, teacher_vars, batch, weighted_terms, rng):
+    """Train-mode student and frozen-teacher outputs on every extra view, threading the student's BN statistics
+    through the views in order. Returns (views dict, final batch_stats)."""
+    views, batch_stats = {}, variables["batch_stats"]
+    for i, key in enumerate(_extra_views(weighted_terms)):
+        if key not in batch:
+            raise ValueError(f"a loss term needs batch view {key!r}, which the pipeline did not produce; "
+                             f"batch keys: {sorted(batch)}")
+        (logits, taps), updated = networks.student.apply(
+            {"params": variables["params"], "batch_stats": batch_stats}, batch[key], train=True,
+            mutable=["batch_stats"], rngs={"dropout": jax.random.fold_in(rng, 100 + i)})
+        batch_stats = updated["batch_stats"]
+        t_logits, t_taps, _ = networks.teacher_outputs(teacher_vars, batch[key])
+        views[key] = (logits, taps, t_logits, t_taps)
+    return views, batch_stats
+
+
+def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars, dataset_size: int = 0) -> TrainState:
     """Initial state from a (global) example batch; called under jit with replicated out_shardings."""
     model_rng, term_rng, state_rng = jax.random.split(rng, 3)
     variables = networks.student.init(model_rng, batch["image"], train=False)
@@ -51,8 +76,10 @@ def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars) -> TrainS
     (s_logits, s_taps), _ = networks.student.apply(variables, batch["image"], train=True, mutable=["batch_stats"],
                                                    rngs={"dropout": model_rng})
     t_logits, t_taps, t_fn = networks.teacher_outputs(teacher_vars, batch["image"])
+    views, _ = _forward_views(networks, {"params": params, "batch_stats": batch_stats}, teacher_vars, batch,
+                              weighted_terms, model_rng)
     inputs = terms_lib.TermInputs(batch, s_logits, s_taps, t_logits, t_taps, networks.student_fn(params, batch_stats),
-                                  t_fn, jnp.int32(0), jnp.int32(1), term_rng)
+                                  t_fn, jnp.int32(0), jnp.int32(1), term_rng, views, dataset_size)
     term_params, loss_state = {}, {}
     for i, wt in enumerate(weighted_terms):
         p, s = wt.term.init(jax.random.fold_in(term_rng, i), inputs)
@@ -62,7 +89,8 @@ def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars) -> TrainS
                       loss_state=loss_state, rng=jax.random.key_data(state_rng), tx=tx)
 
 
-def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_terms, schedule, steps_per_epoch):
+def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_terms, schedule, steps_per_epoch,
+               dataset_size: int = 0):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
     t_logits, t_taps, t_fn = networks.teacher_outputs(teacher_vars, batch["image"])
@@ -72,9 +100,11 @@ def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_ter
         (logits, taps), new_model_state = networks.student.apply(variables, batch["image"], train=True,
                                                                  mutable=["batch_stats"],
                                                                  rngs={"dropout": jax.random.fold_in(rng, 1)})
+        views, batch_stats = _forward_views(networks, {"params": params["model"], **new_model_state}, teacher_vars,
+                                            batch, weighted_terms, rng)
         inputs = terms_lib.TermInputs(batch, logits, taps, t_logits, t_taps,
                                       networks.student_fn(params["model"], state.batch_stats), t_fn,
-                                      state.step, epoch, rng)
+                                      state.step, epoch, rng, views, dataset_size)
         total, measurements, new_loss_state = jnp.float32(0.0), {}, {}
         for wt in weighted_terms:
             value, new_loss_state[wt.name], extra = wt.term(inputs, params["terms"][wt.name],
@@ -83,7 +113,7 @@ def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_ter
             measurements[f"loss/{wt.name}"] = value
             measurements.update({f"{wt.name}/{k}": v for k, v in extra.items()})
         measurements["loss/total"] = total
-        return total, (new_model_state["batch_stats"], new_loss_state, measurements, logits)
+        return total, (batch_stats, new_loss_state, measurements, logits)
 
     grads, (batch_stats, loss_state, measurements, logits) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -122,11 +152,11 @@ def eval_step(model, variables, batch, noise_std=0.0, key=None) -> EvalMetrics:
                                                 mask=batch["_mask"])
 
 
-def compile_steps(mesh, *, networks, weighted_terms, schedule, steps_per_epoch):
+def compile_steps(mesh, *, networks, weighted_terms, schedule, steps_per_epoch, dataset_size: int = 0):
     """Returns jitted (train_step, eval_step) for this mesh: state replicated, batch sharded, state donated."""
     repl = parallel.replicated(mesh)
     train = jax.jit(functools.partial(train_step, networks=networks, weighted_terms=tuple(weighted_terms),
-                                      schedule=schedule, steps_per_epoch=steps_per_epoch),
+                                      schedule=schedule, steps_per_epoch=steps_per_epoch, dataset_size=dataset_size),
                     donate_argnums=(0,), out_shardings=(repl, repl))
     evaluate = jax.jit(functools.partial(eval_step, networks.student), out_shardings=repl)
     return train, evaluate

@@ -152,3 +152,41 @@ def test_unknown_dataset_and_split_name_the_choices(digits):
         digits.labels("validation")
     with pytest.raises(ValueError, match="Unknown augmentation"):
         _pipeline(digits, augment=("rotate",))
+
+
+def test_contrast_rows_hold_own_index_then_distinct_other_class_negatives(digits):
+    pipe = _pipeline(digits, contrast_negatives=50)
+    labels = digits.labels("train")
+    first, again = next(pipe.train_batches(3)), next(_pipeline(digits, contrast_negatives=50).train_batches(3))
+    rows = first["contrast_idx"]
+    assert rows.shape == (32, 51)
+    np.testing.assert_array_equal(rows[:, 0], first["index"])
+    for row, y in zip(rows, first["label"]):
+        assert len(set(row[1:])) == 50 and np.all(labels[row[1:]] != y)
+    np.testing.assert_array_equal(again["contrast_idx"], rows)  # resumed at step 3: the same rows
+
+
+def test_contrast_negatives_are_uniform_over_other_classes():
+    labels = np.repeat(np.arange(4), 25)
+    pools = data.negative_pools(labels)
+    rng = np.random.default_rng(0)
+    counts = np.zeros(100)
+    for _ in range(400):
+        counts[data.contrast_indices(np.array([0]), np.array([0]), pools, 30, rng)[0, 1:]] += 1
+    assert counts[:25].sum() == 0
+    # each of the 75 candidates is drawn with probability 30/75 per row: 160 expected, sd about 10
+    assert np.all(np.abs(counts[25:] - 160) < 50)
+    with pytest.raises(ValueError, match="80 negatives requested but class 0 has only 75"):
+        data.contrast_indices(np.array([0]), np.array([0]), pools, 80, rng)
+
+
+def test_strong_view_is_a_second_independent_augmentation(digits):
+    pipe = _pipeline(digits, strong_augment=("crop", "flip", "randaugment", "cutout"))
+    batch = next(pipe.train_batches())
+    again = next(_pipeline(digits, strong_augment=("crop", "flip", "randaugment", "cutout")).train_batches())
+    assert batch["image_strong"].shape == batch["image"].shape
+    assert np.mean(np.abs(batch["image_strong"] - batch["image"]) > 1e-6) > 0.1
+    np.testing.assert_array_equal(batch["image_strong"], again["image_strong"])
+    np.testing.assert_array_equal(batch["image"], next(_pipeline(digits).train_batches())["image"])  # weak view unchanged
+    with pytest.raises(ValueError, match=r"Unknown augmentation \['mixup'\]"):
+        _pipeline(digits, strong_augment=("mixup",))

@@ -17,10 +17,22 @@ EXPECTED_TAPS = {
     "vgg13": ([(32, 64), (16, 128), (8, 256), (4, 512), (4, 512)], 512),
     "vgg9": ([(32, 64), (16, 128), (8, 256), (4, 512), (2, 512)], 512),
     "vgg4": ([(32, 64), (16, 128), (8, 512)], 512),
+    "wrn_40_2": ([(32, 16), (32, 32), (16, 64), (8, 128)], 128),
+    "wrn_16_2": ([(32, 16), (32, 32), (16, 64), (8, 128)], 128),
+    "wrn_40_1": ([(32, 16), (32, 16), (16, 32), (8, 64)], 64),
+    "resnet50_cifar": ([(32, 64), (32, 256), (16, 512), (8, 1024), (4, 2048)], 2048),
+    "mobilenetv2": ([(16, 16), (16, 12), (8, 16), (4, 48), (2, 160)], 1280),
+    "shufflev1": ([(32, 24), (16, 240), (8, 480), (4, 960)], 960),
+    "shufflev2": ([(32, 24), (16, 116), (8, 232), (4, 464)], 1024),
 }
 # Parameter counts of the PyTorch reference models (mdistiller / RepDistiller, 100 classes).
 EXPECTED_PARAMS = {"resnet8x4": 1_233_540, "resnet32x4": 7_433_860, "resnet20": 278_324, "resnet56": 861_620,
                    "vgg8": 3_965_028, "vgg13": 9_462_180}
+
+
+# Published parameter counts in millions, rounded to 2 decimals (CRD / ReviewKD papers' model tables).
+PUBLISHED_MILLIONS = {"wrn_40_2": 2.26, "wrn_16_2": 0.70, "wrn_40_1": 0.57, "resnet50_cifar": 23.71,
+                      "mobilenetv2": 0.81, "shufflev1": 0.95, "shufflev2": 1.36}
 
 
 def _shapes(name, size=32, batch=2):
@@ -46,6 +58,51 @@ def test_parameter_counts_match_pytorch_references(name):
     assert sum(x.size for x in jax.tree.leaves(variables["params"])) == EXPECTED_PARAMS[name]
 
 
+@pytest.mark.parametrize("name", sorted(PUBLISHED_MILLIONS))
+def test_parameter_counts_match_published_millions(name):
+    _, variables = _shapes(name)
+    count = sum(x.size for x in jax.tree.leaves(variables["params"]))
+    assert round(count / 1e6, 2) == PUBLISHED_MILLIONS[name]
+
+
+def test_wrn_preact_taps_are_the_next_bn_of_the_raw_outputs():
+    """f1_pre = BN1 of stage 2's first block on f1; f3_pre = final BN on f3; pooled = mean relu(f3_pre)."""
+    model = models.get_model("wrn_16_2", num_classes=10)
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    variables = model.init(jax.random.key(1), x, train=False)
+    variables = jax.tree.map(lambda v: v + 0.3 * jax.random.uniform(jax.random.key(2), v.shape), variables)
+    _, taps = model.apply(variables, x, train=False)
+
+    def bn(v, path_params, path_stats):
+        return ((v - path_stats["mean"]) / np.sqrt(path_stats["var"] + 1e-5) * path_params["scale"]
+                + path_params["bias"])
+    p, s = variables["params"]["stage2_block0"]["BatchNorm_0"], variables["batch_stats"]["stage2_block0"]["BatchNorm_0"]
+    np.testing.assert_allclose(taps["preact_feats"][1], bn(taps["feats"][1], p, s), rtol=1e-4, atol=1e-4)
+    p, s = variables["params"]["BatchNorm_0"], variables["batch_stats"]["BatchNorm_0"]
+    np.testing.assert_allclose(taps["preact_feats"][3], bn(taps["feats"][3], p, s), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(taps["pooled"], np.maximum(taps["preact_feats"][3], 0).mean((1, 2)), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_array_equal(taps["preact_bn"][3][0], p["scale"])
+
+
+def test_channel_shuffle_follows_torch_view_permute_order():
+    from kdjax.models import layers
+    x = np.arange(2 * 6).reshape(1, 1, 2, 6).astype(np.float32)
+    nchw = x.transpose(0, 3, 1, 2)  # torch: view(N, g, C/g, H, W).permute(0, 2, 1, 3, 4)
+    expected = nchw.reshape(1, 3, 2, 1, 2).transpose(0, 2, 1, 3, 4).reshape(1, 6, 1, 2).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(layers.channel_shuffle(jnp.asarray(x), 3), expected)
+
+
+def test_shufflev1_shortcut_pool_counts_zero_padding():
+    """torch AvgPool2d(3, 2, padding=1) divides by 9 at the borders too (count_include_pad=True)."""
+    from kdjax.models.shufflenet import _avg_pool_3x3_s2_with_zero_pad
+    x = np.random.RandomState(0).rand(1, 4, 4, 2).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected = np.array([[padded[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3].sum((0, 1)) / 9 for j in range(2)]
+                         for i in range(2)])[None]
+    np.testing.assert_allclose(_avg_pool_3x3_s2_with_zero_pad(jnp.asarray(x)), expected, rtol=1e-6)
+
+
 def test_every_registered_model_builds():
     for name in models.model_names():
         (logits, taps), _ = _shapes(name, size=32, batch=1)
@@ -53,13 +110,18 @@ def test_every_registered_model_builds():
         assert taps["pooled"].ndim == 2, name
 
 
-def test_preact_relates_to_feats_by_relu():
-    model = models.get_model("resnet8x4", num_classes=10, width=0.25)
+@pytest.mark.parametrize("name", ["resnet8x4", "resnet50_cifar", "shufflev1", "shufflev2"])
+def test_preact_relates_to_feats_by_relu(name):
+    """feats = relu(preact); ShuffleV2's preact is the unshuffled concatenation (mdistiller), so feats =
+    shuffle(relu(preact))."""
+    from kdjax.models import layers
+    model = models.get_model(name, num_classes=10, width=0.25)
     x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
     variables = model.init(jax.random.key(0), x, train=False)
     _, taps = model.apply(variables, x, train=False)
     for f, p in zip(taps["feats"][1:], taps["preact_feats"][1:]):
-        np.testing.assert_allclose(f, nn.relu(p), atol=1e-6)
+        expected = layers.channel_shuffle(nn.relu(p), 2) if name == "shufflev2" else nn.relu(p)
+        np.testing.assert_allclose(f, expected, atol=1e-6)
         assert float(jnp.min(p)) < 0  # really pre-activation
 
 

@@ -1,7 +1,8 @@
 """The loss-term registry: how a config's `losses` block becomes the objective of a train step.
 
 A config names terms and their weights, e.g. `losses = {'ce': {'weight': 0.1}, 'kd': {'weight': 0.9,
-'temperature': 4.0}}`. Every key other than `weight` and `warmup_epochs` is a keyword argument of the term.
+'temperature': 4.0}}`. Every key other than `weight`, `warmup_epochs` and `term` is a keyword argument of the term.
+`term` lets one term appear twice under different names: `'ce_strong': {'term': 'ce', 'view': 'image_strong', ...}`.
 
 A term sees everything a distillation method can need, through `TermInputs`:
 - the batch (every key the pipeline produced: extra views, dataset indices, contrast indices, ...);
@@ -37,6 +38,10 @@ class TermInputs:
     step: Array
     epoch: Array   # 1-based epoch index, as in the PyTorch references' warm-up rules
     rng: Array
+    # Extra views a term asked for (`Term.views`): batch key -> (student logits, student taps, teacher logits,
+    # teacher taps), the student in train mode (its own BN batch statistics, as a second torch forward would).
+    views: dict = dataclasses.field(default_factory=dict)
+    dataset_size: int = 0  # examples in the training split (the size of CRD's memory banks)
 
     @property
     def labels(self) -> Array:
@@ -46,6 +51,11 @@ class TermInputs:
 class Term:
     """A loss term. Stateless terms override `loss`; stateful or parametrised ones override `init` and `__call__`."""
     needs_teacher: bool = False
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Batch keys other than 'image' this term needs forwarded through both networks (e.g. MLLD's strong view)."""
+        return ()
 
     def init(self, rng: Array, inputs: TermInputs) -> tuple[Any, Any]:
         """Returns (trainable params, non-trainable state) of this term."""
@@ -92,19 +102,20 @@ class WeightedTerm:
 
 def build_term(name: str, options: dict) -> WeightedTerm:
     """Builds one term from its config entry; errors name the bad key and the valid choices."""
-    if name not in REGISTRY:
-        raise ValueError(f"Unknown loss term {name!r}; valid loss terms: {', '.join(term_names())}")
     options = dict(options)
+    kind = options.pop("term", name)
+    if kind not in REGISTRY:
+        raise ValueError(f"Unknown loss term {kind!r}; valid loss terms: {', '.join(term_names())}")
     if "weight" not in options:
         raise ValueError(f"loss term {name!r} has no 'weight'")
     weight = float(options.pop("weight"))
     warmup = float(options.pop("warmup_epochs", 0.0))
-    cls = REGISTRY[name]
+    cls = REGISTRY[kind]
     valid = [p for p in inspect.signature(cls).parameters]
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"loss term {name!r}: unknown option(s) {unknown}; valid options: "
-                         f"{['weight', 'warmup_epochs'] + valid}")
+                         f"{['weight', 'warmup_epochs', 'term'] + valid}")
     return WeightedTerm(name, cls(**options), weight, warmup)
 
 

@@ -8,10 +8,17 @@ from kdjax.train.terms.base import Term, register
 @register("ce")
 @dataclasses.dataclass(frozen=True)
 class CrossEntropy(Term):
+    """CE on the labels; `view` names another batch view (MLLD's CE on the strong view)."""
     label_smoothing: float = 0.0
+    view: str = "image"
+
+    @property
+    def views(self):
+        return () if self.view == "image" else (self.view,)
 
     def loss(self, inputs):
-        return losses.cross_entropy(inputs.student_logits, inputs.labels, label_smoothing=self.label_smoothing)
+        logits = inputs.student_logits if self.view == "image" else inputs.views[self.view][0]
+        return losses.cross_entropy(logits, inputs.labels, label_smoothing=self.label_smoothing)
 
 
 @register("kd")
