@@ -55,9 +55,10 @@ def few_shot_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
 AUGMENT_OPS = ("crop", "flip", "randaugment", "cutout")  # applied in this order, whatever order the config lists
 
 
-def negative_pools(all_labels: np.ndarray) -> dict:
-    """class -> indices of the examples of every other class."""
-    return {c: np.flatnonzero(all_labels != c) for c in np.unique(all_labels)}
+def negative_pools(all_labels: np.ndarray, subset: np.ndarray | None = None) -> dict:
+    """class -> indices of the (trained-on) examples of every other class."""
+    members = np.arange(len(all_labels)) if subset is None else np.asarray(subset)
+    return {c: members[all_labels[members] != c] for c in np.unique(all_labels[members])}
 
 
 def contrast_indices(index: np.ndarray, labels: np.ndarray, pools: dict, num_negatives: int,
@@ -207,7 +208,7 @@ class Pipeline:
     def train_batches(self, start_step: int = 0) -> Iterator[dict]:
         """Infinite iterator of local numpy batches from global step `start_step` on."""
         epoch, offset = divmod(start_step, self.steps_per_epoch)
-        pools = negative_pools(self.source.labels(self.split)) if self.contrast_negatives else None
+        pools = negative_pools(self.source.labels(self.split), self.subset) if self.contrast_negatives else None
         while True:
             for b, batch in enumerate(self.epoch(epoch, offset).as_numpy_iterator(), start=offset):
                 if self.contrast_negatives:

@@ -1,0 +1,65 @@
+"""Offline mini-benchmark of the single-label KD zoo on Fashion-MNIST (Debian `dataset-fashion-mnist`; no
+download): the same teacher, the same student and the same step budget for every method.
+
+Not a reproduction of a published number: a CPU-sized sanity ranking of the methods of configs/baselines/cifar100.py
+with their CIFAR weights (pair resnet32x4 -> resnet8x4, both at width 0.25, images resized 28 -> 16). Teacher: full
+train split, 2 epochs. Students: 200 images per class, 600 steps of batch 64 (about 19 epochs), SGD 0.05 (x0.1 at
+epochs 12 and 16), weight decay 5e-4, crop (pad 2) + flip; DKD / ReviewKD warm up over 2 epochs (their 20 of 240,
+scaled); CRD uses 1024 negatives (the subset has 1,800 of another class per example); MLLD adds its strong view.
+`method=ce` is the student alone. Test top-1 on the 10,000 test images after the last step.
+Runtime on 2 CPU cores: teacher about 5 minutes, a student 1.5-4 minutes. The whole table is
+`python -m experiments.baselines_offline --workdir=W`.
+
+    python -m experiments.main --config=configs/baselines/fashion_mnist.py:method=dkd --workdir=W/dkd
+"""
+from configs import common
+from configs.baselines import cifar100 as cifar
+
+PAIR = "resnet32x4-resnet8x4"
+WIDTH = 0.25
+STUDENT_STEPS = 600
+PER_CLASS = 200
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, method="kd", runlocal=False, seed=0, teacher_checkpoint="")
+    if arg.method not in cifar.METHODS:
+        raise ValueError(f"Unknown method {arg.method!r}; valid methods: {', '.join(cifar.METHODS)}")
+    config = common.base_config(seed=arg.seed)
+    config.batch_size = 64
+    config.eval_batch_size = 1000
+    config.log_every_steps = 100
+    config.eval_every_epochs = 1e9  # evaluate once, at the end
+    config.checkpoint.every_steps = 1000
+    config.data = common.data_block("fashion_mnist", image_size=16, augment=("crop", "flip"), crop_padding=2)
+
+    teacher_model = dict(name=PAIR.split("-")[0], width=WIDTH)
+    optimizer = common.sgd(weight_decay=5e-4, momentum=0.9)
+    losses = cifar.method_losses(arg.method, PAIR)
+    for options in losses.values():
+        if options.get("warmup_epochs"):
+            options["warmup_epochs"] = 2
+    data = dict(per_class=PER_CLASS)
+    if arg.method == "crd":
+        data["contrast_negatives"] = 1024
+    if arg.method == "mlld":
+        data["strong_augment"] = ("crop", "flip", "randaugment", "cutout")
+
+    config.stages.teacher = common.stage(teacher_model, {"ce": dict(weight=1.0)}, optimizer=optimizer,
+                                         schedule=common.multistep(0.05, (2,)), num_epochs=2)
+    teacher, stages = None, []
+    if arg.method != "ce" and arg.teacher_checkpoint:
+        teacher = dict(checkpoint=arg.teacher_checkpoint, model=teacher_model,
+                       how_to_get="run this config's teacher stage")
+    elif arg.method != "ce":
+        teacher, stages = dict(stage="teacher"), ["teacher"]
+    config.stages.student = common.stage(dict(name=PAIR.split("-")[1], width=WIDTH), losses, optimizer=optimizer,
+                                         schedule=common.multistep(0.05, (12, 16)), num_epochs=1, teacher=teacher,
+                                         data=data)
+    config.stages.student.num_steps = STUDENT_STEPS
+    config.stage_order = tuple(stages) + ("student",)
+    if arg.runlocal:
+        common.runlocal(config)
+        if arg.method == "crd":
+            config.stages.student.data.contrast_negatives = 16
+    return config
