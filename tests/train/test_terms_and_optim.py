@@ -21,6 +21,14 @@ def test_unknown_term_and_option_list_valid_choices():
         terms.build_term("kd", {"weight": 1.0, "temprature": 4.0})
     with pytest.raises(ValueError, match="no 'weight'"):
         terms.build_term("ce", {})
+    with pytest.raises(ValueError, match=r"Unknown loss term 'cee'"):
+        terms.build_term("ce_strong", {"term": "cee", "weight": 0.1})
+
+
+def test_a_term_can_appear_twice_under_another_name():
+    wt = terms.build_term("ce_strong", {"term": "ce", "weight": 0.1, "view": "image_strong"})
+    assert wt.name == "ce_strong" and wt.term.views == ("image_strong",)
+    assert terms.build_term("ce", {"weight": 1.0}).term.views == ()
 
 
 def test_warmup_factor_follows_min_epoch_over_warmup():
