@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from kdjax.ops import cpu_conv
 from kdjax.losses.common import upcast
 
 Selector = str | Sequence | Callable
@@ -115,7 +116,8 @@ def jacobian_matching_jvp(student_fn: Callable, teacher_fn: Callable, x: jax.Arr
         _, jv_t = jax.jvp(lambda inp: upcast(_logits(teacher_fn(inp))), (x,), (v,))
         return jnp.mean(_sum_per_example(jnp.square(jv_s - jax.lax.stop_gradient(jv_t))))
 
-    return jnp.mean(jax.lax.map(one, tangents)) / (sigma * sigma)
+    with cpu_conv.xla_convolutions():  # forward mode: not through kdjax's custom-VJP CPU convolution
+        return jnp.mean(jax.lax.map(one, tangents)) / (sigma * sigma)
 
 
 def jacobian_norm_penalty(fn: Callable, x: jax.Array, labels: jax.Array, *, output: str = "label",

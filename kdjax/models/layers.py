@@ -1,5 +1,6 @@
 """Layer constructors shared by the model zoo, with PyTorch-equivalent constants.
 
+Convolutions take the im2col weight gradient on CPU (`kdjax.ops.cpu_conv`; XLA's everywhere else).
 Padding is explicit (torch `padding=k//2`): flax 'SAME' pads stride-2 convolutions asymmetrically (0 before,
 1 after), which would shift every downsampled feature map relative to the PyTorch references and break weight
 conversion.
@@ -8,6 +9,8 @@ import functools
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from kdjax.ops import cpu_conv
 
 # torch kaiming_normal_(mode='fan_out', nonlinearity='relu'): untruncated normal, std = sqrt(2 / fan_out).
 kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -20,7 +23,7 @@ def conv(features: int, kernel: int = 3, stride: int = 1, *, use_bias: bool = Fa
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                    use_bias=use_bias, feature_group_count=groups, kernel_init=kernel_init, dtype=dtype,
-                   name=name)
+                   conv_general_dilated=cpu_conv.conv_general_dilated, name=name)
 
 
 def bn_affine(bn: nn.BatchNorm) -> tuple:

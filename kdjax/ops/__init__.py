@@ -1,0 +1,1 @@
+"""Array operations below the model layer (no Flax): CPU-friendly convolution gradients."""

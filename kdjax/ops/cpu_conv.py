@@ -1,0 +1,95 @@
+"""A 2-D convolution whose weight gradient is an im2col matmul: XLA:CPU's own weight-gradient convolution is
+several times slower than its forward pass (benchmarks/README.md), while patches x output-gradient is one large
+GEMM. Values and `jax.grad` are those of `lax.conv_general_dilated`; the input gradient is XLA's own.
+
+kdjax's models use it on the CPU backend only (`layers.conv`); GPU/TPU keep the plain XLA convolution. Being a
+`jax.custom_vjp` with a backward pass written in JAX, it supports reverse mode to any order (double backprop for
+Jacobian matching) but not forward mode: code that calls `jax.jvp` through a kdjax model traces it inside
+`xla_convolutions()` (`losses.jacobian_matching_jvp` does so itself).
+"""
+import contextlib
+import contextvars
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DN = ("NHWC", "HWIO", "NHWC")
+_force_xla = contextvars.ContextVar("kdjax_force_xla_conv", default=False)
+
+
+@contextlib.contextmanager
+def xla_convolutions():
+    """Within this context (at trace time) kdjax models use plain `lax.conv_general_dilated`: forward-mode AD."""
+    token = _force_xla.set(True)
+    try:
+        yield
+    finally:
+        _force_xla.reset(token)
+
+
+def enabled() -> bool:
+    return jax.default_backend() == "cpu" and not _force_xla.get()
+
+
+def _plain(x, w, strides, padding, groups):
+    return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_DN, feature_group_count=groups)
+
+
+def _patches(x, kh, kw, strides, padding, out_hw):
+    """[N, Ho, Wo, kh*kw, C] shifted strided views of the padded input (im2col by slicing: a memory op, where
+    `lax.conv_general_dilated_patches` is a convolution with a one-hot kernel, C*kh*kw times the work)."""
+    (pt, pb), (pl, pr) = padding
+    xp = jnp.pad(x, ((0, 0), (max(pt, 0), max(pb, 0)), (max(pl, 0), max(pr, 0)), (0, 0)))
+    ho, wo = out_hw
+    sh, sw = strides
+    views = [lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, xp.shape[3]),
+                       (1, sh, sw, 1))
+             for i in range(kh) for j in range(kw)]
+    return jnp.stack(views, axis=3)
+
+
+def weight_gradient(x, g, kernel_shape, strides, padding, groups):
+    """d conv / d kernel as one GEMM, patches^T @ g: x [N,H,W,C], g [N,Ho,Wo,O], kernel HWIO with I = C / groups."""
+    kh, kw, cg, out = kernel_shape
+    patches = _patches(x, kh, kw, strides, padding, g.shape[1:3])
+    m = g.shape[0] * g.shape[1] * g.shape[2]
+    patches = patches.reshape(m, kh * kw, groups, cg)
+    g = g.reshape(m, groups, out // groups)
+    dw = jnp.einsum("mkgc,mgo->kcgo", patches, g, preferred_element_type=jnp.result_type(x.dtype, jnp.float32))
+    return dw.reshape(kh, kw, cg, out).astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides, padding, groups):
+    return _plain(x, w, strides, padding, groups)
+
+
+def _conv_fwd(x, w, strides, padding, groups):
+    return _plain(x, w, strides, padding, groups), (x, w)
+
+
+def _conv_bwd(strides, padding, groups, residuals, g):
+    x, w = residuals
+    _, input_vjp = jax.vjp(lambda x_: _plain(x_, w, strides, padding, groups), x)
+    return input_vjp(g)[0], weight_gradient(x, g, w.shape, strides, padding, groups)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, precision=None, **kw):
+    """Drop-in for `lax.conv_general_dilated` as flax's `nn.Conv(conv_general_dilated=...)`: the patches VJP for
+    the layouts kdjax's models use (NHWC, HWIO, no dilation, explicit padding) on CPU, XLA's otherwise."""
+    nhwc = (lhs.ndim == 4 and dimension_numbers is not None and
+            lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DN))
+    simple = (nhwc and not any(d != 1 for d in (lhs_dilation or ())) and not any(d != 1 for d in (rhs_dilation or ()))
+              and not isinstance(padding, str) and precision is None and not kw)
+    if not (simple and enabled()):
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                        feature_group_count=feature_group_count, precision=precision, **kw)
+    return _conv(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding), feature_group_count)
