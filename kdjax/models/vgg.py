@@ -56,7 +56,7 @@ class VGG(nn.Module):
                 if x.shape[1] < 2 or x.shape[2] < 2:
                     raise ValueError(f"VGG: a {input_height}x{input_height} input is too small for "
                                      f"{sum(p != NONE for p in self.pools)} 2x2 max-pools; use a larger image_size")
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = layers.max_pool_2x2(x)
             elif pool not in (NONE, MAX_IF_64):
                 raise ValueError(f"VGG: unknown pool {pool!r}; valid: {MAX!r}, {NONE!r}, {MAX_IF_64!r}")
             pooled_feats.append(x)

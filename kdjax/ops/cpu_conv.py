@@ -1,6 +1,8 @@
-"""A 2-D convolution whose weight gradient is an im2col matmul: XLA:CPU's own weight-gradient convolution is
-several times slower than its forward pass (benchmarks/README.md), while patches x output-gradient is one large
-GEMM. Values and `jax.grad` are those of `lax.conv_general_dilated`; the input gradient is XLA's own.
+"""A 2-D convolution for XLA:CPU's weak spots, measured in benchmarks/README.md: the weight gradient is always an
+im2col GEMM (patches^T @ output gradient; XLA's weight-gradient convolution is slower, up to 28x for grouped 1x1
+convolutions), and on tiny output maps (<= 4 pixels, e.g. VGG's 2x2 stage) the forward pass and input gradient are
+im2col GEMMs too (XLA's convolution runs at under 1 GFLOP/s there). Values and derivatives are those of
+`lax.conv_general_dilated` (tests/ops).
 
 kdjax's models use it on the CPU backend only (`layers.conv`); GPU/TPU keep the plain XLA convolution. Being a
 `jax.custom_vjp` with a backward pass written in JAX, it supports reverse mode to any order (double backprop for
@@ -50,6 +52,24 @@ def _patches(x, kh, kw, strides, padding, out_hw):
     return jnp.stack(views, axis=3)
 
 
+SMALL_OUTPUT_PIXELS = 4  # XLA:CPU's convolution falls off a cliff on maps this small (2x2: ~100x slower than GEMM)
+
+
+def _out_hw(x_hw, kernel_hw, strides, padding):
+    return tuple((n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in zip(x_hw, kernel_hw, strides, padding))
+
+
+def im2col_conv(x, w, strides, padding, groups):
+    """The convolution as patches @ kernel (one GEMM): kdjax's forward on tiny maps, where it is ~100x faster."""
+    kh, kw, cg, out = w.shape
+    ho, wo = _out_hw(x.shape[1:3], (kh, kw), strides, padding)
+    patches = _patches(x, kh, kw, strides, padding, (ho, wo))
+    patches = patches.reshape(*patches.shape[:3], kh * kw, groups, cg)
+    kernel = w.reshape(kh * kw, cg, groups, out // groups)
+    y = jnp.einsum("nhwkgc,kcgo->nhwgo", patches, kernel, preferred_element_type=jnp.result_type(x.dtype, jnp.float32))
+    return y.reshape(*y.shape[:3], out).astype(x.dtype)
+
+
 def weight_gradient(x, g, kernel_shape, strides, padding, groups):
     """d conv / d kernel as one GEMM, patches^T @ g: x [N,H,W,C], g [N,Ho,Wo,O], kernel HWIO with I = C / groups."""
     kh, kw, cg, out = kernel_shape
@@ -61,18 +81,24 @@ def weight_gradient(x, g, kernel_shape, strides, padding, groups):
     return dw.reshape(kh, kw, cg, out).astype(x.dtype)
 
 
+def _forward_impl(x, w, strides, padding):
+    ho, wo = _out_hw(x.shape[1:3], w.shape[:2], strides, padding)
+    return im2col_conv if ho * wo <= SMALL_OUTPUT_PIXELS else _plain
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x, w, strides, padding, groups):
-    return _plain(x, w, strides, padding, groups)
+    return _forward_impl(x, w, strides, padding)(x, w, strides, padding, groups)
 
 
 def _conv_fwd(x, w, strides, padding, groups):
-    return _plain(x, w, strides, padding, groups), (x, w)
+    return _conv(x, w, strides, padding, groups), (x, w)
 
 
 def _conv_bwd(strides, padding, groups, residuals, g):
     x, w = residuals
-    _, input_vjp = jax.vjp(lambda x_: _plain(x_, w, strides, padding, groups), x)
+    forward = _forward_impl(x, w, strides, padding)
+    _, input_vjp = jax.vjp(lambda x_: forward(x_, w, strides, padding, groups), x)
     return input_vjp(g)[0], weight_gradient(x, g, w.shape, strides, padding, groups)
 
 

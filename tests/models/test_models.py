@@ -151,3 +151,14 @@ def test_too_small_input_fails_clearly():
     model = models.get_model("vgg9", num_classes=10)
     with pytest.raises(ValueError, match="too small"):
         model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+
+
+@pytest.mark.parametrize("hw", [(4, 6), (5, 7)])
+def test_max_pool_2x2_equals_flax_max_pool_with_its_gradient(hw):
+    from kdjax.models import layers
+    x = jax.random.normal(jax.random.key(0), (2, *hw, 3))  # distinct values: no ties
+    reference = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2))
+    np.testing.assert_array_equal(layers.max_pool_2x2(x), reference(x))
+    cot = jax.random.normal(jax.random.key(1), reference(x).shape)
+    np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(layers.max_pool_2x2(v) * cot))(x),
+                                  jax.grad(lambda v: jnp.sum(reference(v) * cot))(x))

@@ -1,0 +1,102 @@
+"""One KD train step, kdjax against PyTorch eager in the same run: teacher forward (eval mode) + student forward /
+backward + SGD (momentum 0.9, weight decay 5e-4), 0.1 CE + 0.9 KD, batch 64, 32x32, 100 classes.
+
+    python -m benchmarks.train_step [--pairs resnet32x4-resnet8x4,vgg9-vgg4] [--batch 64] [--repeats 10]
+
+Both sides use every core of the machine (XLA's and PyTorch's default thread pools); times are medians over
+`--repeats` steps after 3 warm-up steps. kdjax's step is the trainer's own (`kdjax.train.step.train_step`, jitted on
+a one-device mesh). Last line: `ratio kdjax/reference: X.XX`, the larger of the pairs' kdjax/PyTorch time ratios.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+
+def time_calls(fn, repeats, warmup=3):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def kdjax_step(teacher_name, student_name, batch, extra_terms=None):
+    """Returns (a no-argument function that runs one kdjax train step and waits for it, parameter count)."""
+    import jax
+    import ml_collections
+
+    from kdjax import models, parallel
+    from kdjax.train import optim, step as step_lib, terms
+
+    mesh = parallel.make_mesh()
+    teacher, student = models.get_model(teacher_name, num_classes=100), models.get_model(student_name, num_classes=100)
+    rng = np.random.default_rng(0)
+    data = parallel.global_batch({"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
+                                  "label": rng.integers(0, 100, batch).astype(np.int32)}, mesh)
+    teacher_vars = jax.device_put(teacher.init(jax.random.key(1), data["image"], train=False),
+                                  parallel.replicated(mesh))
+    losses = {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0), **(extra_terms or {})}
+    weighted = terms.build_terms(losses)
+    schedule = optim.make_schedule(ml_collections.ConfigDict(dict(name="constant", base_lr=0.05)),
+                                   steps_per_epoch=1, total_steps=1)
+    tx = optim.make_optimizer(ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, weight_decay=5e-4)), schedule)
+    networks = step_lib.Networks(student, teacher)
+    state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv),
+                    out_shardings=parallel.replicated(mesh))(jax.random.key(0), data, teacher_vars)
+    train_step, _ = step_lib.compile_steps(mesh, networks=networks, weighted_terms=weighted, schedule=schedule,
+                                           steps_per_epoch=1)
+    holder = {"state": state}
+
+    def run():
+        holder["state"], m = train_step(holder["state"], teacher_vars, data)
+        jax.block_until_ready(m["loss/total"])
+    count = sum(x.size for x in jax.tree.leaves(state.params["model"]))
+    return run, count
+
+
+def torch_step(teacher_name, student_name, batch, jacobian=False):
+    import torch
+
+    from benchmarks import torch_reference
+    torch.manual_seed(0)
+    teacher, student = torch_reference.get_model(teacher_name), torch_reference.get_model(student_name)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    step = torch_reference.make_kd_step(teacher, student, jacobian=jacobian)
+    x = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, 100, (batch,))
+    count = sum(p.numel() for p in student.parameters())
+    return (lambda: step(x, y)), count
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", default="resnet32x4-resnet8x4,vgg9-vgg4")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    import jax
+    import torch
+    print(f"KD train step, batch {args.batch}, 32x32, float32; jax {jax.__version__} ({jax.devices()[0].platform}), "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads); median of {args.repeats} steps")
+    ratios = []
+    for pair in args.pairs.split(","):
+        t_name, s_name = pair.split("-")
+        run_jax, n_jax = kdjax_step(t_name, s_name, args.batch)
+        run_torch, n_torch = torch_step(t_name, s_name, args.batch)
+        if n_jax != n_torch:
+            raise SystemExit(f"{pair}: student parameter counts differ (kdjax {n_jax}, torch {n_torch})")
+        t_jax, t_torch = time_calls(run_jax, args.repeats), time_calls(run_torch, args.repeats)
+        ratios.append(t_jax / t_torch)
+        print(f"{pair:<24} kdjax {1000 * t_jax:8.1f} ms   torch {1000 * t_torch:8.1f} ms   "
+              f"kdjax/torch {t_jax / t_torch:.2f}")
+    print(f"ratio kdjax/reference: {max(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
