@@ -29,5 +29,7 @@ setuptools.setup(
         # pytest-xdist runs the suite on both cores in CI; scipy (reference CDFs) and Pillow (image-folder data)
         # already come with scikit-learn and matplotlib and are named because the tests import them.
         "test": ["pytest>=8", "pytest-xdist>=3", "scipy>=1.10", "pillow>=10"],
+        # benchmarks/ only (never CI): the PyTorch and faiss references the scripts compare against
+        "bench": ["torch>=2.2", "faiss-cpu>=1.8"],
     },
 )

@@ -1,6 +1,7 @@
-"""Cost of Jacobian matching in a KD train step: VGG-9 -> VGG-4, batch 128, 32x32, 100 classes.
+"""Cost of Jacobian matching in a KD train step: VGG-9 -> VGG-4, batch 128, 32x32, 100 classes; kdjax against
+PyTorch double backprop (`torch.autograd.grad(..., create_graph=True)`) in the same run.
 
-    python -m benchmarks.jacobian_cost [--batch 128] [--repeats 5] [--variants kd,kd_jacobian,kd_jvp]
+    python -m benchmarks.jacobian_cost [--batch 128] [--repeats 5] [--variants kd,kd_jacobian,kd_jvp,torch_kd,torch_kd_jacobian]
 
 Each variant is kdjax's real train step (teacher forward in eval mode, student forward/backward, SGD update):
 - kd:          0.1 * CE + 0.9 * KD (T = 4)
@@ -9,8 +10,10 @@ Each variant is kdjax's real train step (teacher forward in eval mode, student f
 Every variant runs in its own subprocess, so the peak resident memory it reports is that variant's own
 (`ru_maxrss`, measured); XLA's compiled-buffer figure (temp + arguments + outputs, from the compiled executable's
 memory analysis) is printed too. Times are medians over `--repeats` steps after 2 warm-up steps.
-The last line is the Jacobian overhead of the exact variant: `ratio kdjax/reference: X.XX` with KD alone as
-the reference.
+PyTorch variants (`benchmarks/torch_reference.py`, eager, same architectures and losses): torch_kd and
+torch_kd_jacobian. Printed: each variant's step time, its overhead over its own framework's KD step, and peak
+memory. Last line: `ratio kdjax/reference: X.XX` = kdjax's exact Jacobian step / PyTorch's (without the torch
+variants: kdjax's Jacobian step / kdjax's KD step, the overhead alone).
 """
 import argparse
 import json
@@ -29,7 +32,32 @@ VARIANTS = {
 }
 
 
+def measure_torch(variant: str, batch: int, repeats: int) -> dict:
+    import resource
+
+    import torch
+
+    from benchmarks import torch_reference
+    torch.manual_seed(0)
+    teacher, student = torch_reference.get_model("vgg9"), torch_reference.get_model("vgg4")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    step = torch_reference.make_kd_step(teacher, student, jacobian=variant == "torch_kd_jacobian")
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 100, (batch,))
+    times = []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        loss = step(x, y)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return {"variant": variant, "median_s": statistics.median(times), "times": times,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "xla_buffers_mib": 0.0,
+            "loss": float(loss), "devices": torch.get_num_threads()}
+
+
 def measure(variant: str, batch: int, repeats: int) -> dict:
+    if variant.startswith("torch_"):
+        return measure_torch(variant, batch, repeats)
     import resource
 
     import jax
@@ -77,7 +105,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(list(VARIANTS) + ["torch_kd", "torch_kd_jacobian"]))
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
@@ -93,13 +121,16 @@ def main():
     import jax
     print(f"VGG-9 -> VGG-4, batch {args.batch}, 32x32, {jax.devices()[0].platform}, jax {jax.__version__}, "
           f"median of {args.repeats} steps")
-    print(f"{'variant':<12} {'step (ms)':>10} {'x KD':>6} {'peak RSS (MiB)':>15} {'XLA buffers (MiB)':>18}")
-    base = results["kd"]["median_s"] if "kd" in results else None
+    print(f"{'variant':<18} {'step (ms)':>10} {'x own KD':>9} {'peak RSS (MiB)':>15} {'XLA buffers (MiB)':>18}")
     for v, r in results.items():
-        ratio = f"{r['median_s'] / base:.2f}" if base else "-"
-        print(f"{v:<12} {1000 * r['median_s']:>10.1f} {ratio:>6} {r['peak_rss_mib']:>15.0f} {r['xla_buffers_mib']:>18.1f}")
-    if base and "kd_jacobian" in results:
-        print(f"ratio kdjax/reference: {results['kd_jacobian']['median_s'] / base:.2f}")
+        base = results.get("torch_kd" if v.startswith("torch_") else "kd")
+        ratio = f"{r['median_s'] / base['median_s']:.2f}" if base else "-"
+        print(f"{v:<18} {1000 * r['median_s']:>10.1f} {ratio:>9} {r['peak_rss_mib']:>15.0f} "
+              f"{r['xla_buffers_mib']:>18.1f}")
+    if "kd_jacobian" in results and "torch_kd_jacobian" in results:
+        print(f"ratio kdjax/reference: {results['kd_jacobian']['median_s'] / results['torch_kd_jacobian']['median_s']:.2f}")
+    elif "kd_jacobian" in results and "kd" in results:
+        print(f"ratio kdjax/reference: {results['kd_jacobian']['median_s'] / results['kd']['median_s']:.2f}")
 
 
 if __name__ == "__main__":
