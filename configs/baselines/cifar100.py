@@ -12,8 +12,9 @@ on batch statistics; CRD ships 16384 negatives per example from the input pipeli
 (RandAugment + Cutout) views with its own LR (0.025 / 0.01) and epochs (240, 480 or 960).
 kdjax logs the last and the best top-1; RepDistiller's numbers are last-epoch, mdistiller's best-epoch. Average a
 few seeds (`:seed=N`): single runs spread by about +-0.3.
-Teacher: `teacher_checkpoint=DIR` loads a kdjax checkpoint (e.g. one converted from mdistiller's
-cifar_teachers.tar); without it a `teacher` stage trains one with the same recipe first.
+Teacher: `teacher_checkpoint=DIR` loads a kdjax checkpoint (the `teacher/checkpoints` directory of an earlier run
+of this config; kdjax has no converter for mdistiller's cifar_teachers.tar yet); without it a `teacher` stage
+trains one with the same recipe first.
 Runtime (estimate, not measured on this machine): student 1-3 h on one A100-class GPU (960-epoch MLLD cells 4x
 that; CRD adds its 16384-row gathers); a teacher stage 2-6 h. Needs the TFDS `cifar100` dataset.
 
@@ -114,7 +115,8 @@ def get_config(arg=None):
     if arg.method != "ce":
         if arg.teacher_checkpoint:
             teacher = dict(checkpoint=arg.teacher_checkpoint, model=teacher_model,
-                           how_to_get="convert mdistiller's cifar_teachers.tar or train one with this config")
+                           how_to_get="run this config without teacher_checkpoint: its teacher stage "
+                                      "writes WORKDIR/teacher/checkpoints")
         else:
             config.stages.teacher = common.stage(teacher_model, {"ce": dict(weight=1.0)}, optimizer=optimizer,
                                                  schedule=common.multistep(0.05, milestones), num_epochs=240)
