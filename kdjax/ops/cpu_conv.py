@@ -1,8 +1,10 @@
-"""A 2-D convolution for XLA:CPU's weak spots, measured in benchmarks/README.md: the weight gradient is always an
-im2col GEMM (patches^T @ output gradient; XLA's weight-gradient convolution is slower, up to 28x for grouped 1x1
-convolutions), and on tiny output maps (<= 4 pixels, e.g. VGG's 2x2 stage) the forward pass and input gradient are
-im2col GEMMs too (XLA's convolution runs at under 1 GFLOP/s there). Values and derivatives are those of
-`lax.conv_general_dilated` (tests/ops).
+"""A 2-D convolution for XLA:CPU's weak spots, measured in benchmarks/README.md:
+- grouped / depthwise convolutions (ShuffleNets, MobileNetV2): the weight gradient as an im2col GEMM (patches^T @
+  output gradient), 1.3x (depthwise 3x3) to 28x (grouped 1x1) faster than XLA's;
+- tiny output maps (<= 4 pixels, e.g. VGG's 2x2 stage): forward pass and input gradient as im2col GEMMs too, where
+  XLA's convolution runs at under 1 GFLOP/s (about 100x slower).
+Everything else is plain `lax.conv_general_dilated`: for dense kernels on ordinary maps the im2col weight gradient
+measured no faster in a whole model step. Values and derivatives equal XLA's (tests/ops).
 
 kdjax's models use it on the CPU backend only (`layers.conv`); GPU/TPU keep the plain XLA convolution. Being a
 `jax.custom_vjp` with a backward pass written in JAX, it supports reverse mode to any order (double backprop for
@@ -107,13 +109,18 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kw):
-    """Drop-in for `lax.conv_general_dilated` as flax's `nn.Conv(conv_general_dilated=...)`: the patches VJP for
-    the layouts kdjax's models use (NHWC, HWIO, no dilation, explicit padding) on CPU, XLA's otherwise."""
+    """Drop-in for `lax.conv_general_dilated` as flax's `nn.Conv(conv_general_dilated=...)`: the im2col paths for
+    grouped convolutions and tiny maps in kdjax's layouts (NHWC, HWIO, no dilation, explicit padding) on CPU,
+    XLA's convolution otherwise."""
     nhwc = (lhs.ndim == 4 and dimension_numbers is not None and
             lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
             == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DN))
     simple = (nhwc and not any(d != 1 for d in (lhs_dilation or ())) and not any(d != 1 for d in (rhs_dilation or ()))
               and not isinstance(padding, str) and precision is None and not kw)
+    if simple:
+        ho, wo = _out_hw(lhs.shape[1:3], rhs.shape[:2], tuple(window_strides), tuple(tuple(p) for p in padding))
+        # measured (benchmarks/README.md): on ordinary maps with dense kernels XLA:CPU's own gradients are as fast
+        simple = feature_group_count > 1 or ho * wo <= SMALL_OUTPUT_PIXELS
     if not (simple and enabled()):
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
