@@ -34,7 +34,15 @@ def test_config_validates_and_documents_itself(path):
     assert "python -m experiments.main" in doc and "untime" in doc, f"{path}: docstring needs command and runtime"
 
 
-@pytest.mark.parametrize("path", sorted(set(CONFIGS) - FOLDER_CONFIGS))
+# Trained through the loop by other tests already (same runlocal code path): not run twice.
+TRAINED_ELSEWHERE = {
+    "configs/quickstart.py",                              # tests/test_experiments.py, via the command line
+    "configs/jacobian_matching/cifar100_table1.py",       # tests/test_jacobian_matching.py, every row
+    "configs/baselines/fashion_mnist.py",                 # tests/test_baselines.py, teacher + CRD/MLLD/OFD
+}
+
+
+@pytest.mark.parametrize("path", sorted(set(CONFIGS) - FOLDER_CONFIGS - TRAINED_ELSEWHERE))
 def test_config_runlocal_trains_two_steps_per_stage(path, tmp_path):
     config = helpers.narrow(load(path, RUNLOCAL_ARGS.get(path, "runlocal")))
     with tfds.testing.mock_data(**MOCK):
