@@ -39,6 +39,7 @@ TRAINED_ELSEWHERE = {
     "configs/quickstart.py",                              # tests/test_experiments.py, via the command line
     "configs/jacobian_matching/cifar100_table1.py",       # tests/test_jacobian_matching.py, every row
     "configs/baselines/fashion_mnist.py",                 # tests/test_baselines.py, teacher + CRD/MLLD/OFD
+    "configs/cifar100_kd.py",  # its teacher + KD student = configs/baselines/cifar100.py's runlocal, run here
 }
 
 
