@@ -37,17 +37,12 @@ def measure_torch(variant: str, batch: int, repeats: int) -> dict:
 
     import torch
 
-    from benchmarks import torch_reference
-    torch.manual_seed(0)
-    teacher, student = torch_reference.get_model("vgg9"), torch_reference.get_model("vgg4")
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    step = torch_reference.make_kd_step(teacher, student, jacobian=variant == "torch_kd_jacobian")
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 100, (batch,))
+    from benchmarks.train_step import torch_step
+    run, _ = torch_step("vgg9", "vgg4", batch, jacobian=variant == "torch_kd_jacobian")
     times = []
     for i in range(repeats + 2):
         t0 = time.perf_counter()
-        loss = step(x, y)
+        loss = run()
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return {"variant": variant, "median_s": statistics.median(times), "times": times,
