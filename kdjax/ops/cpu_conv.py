@@ -6,10 +6,11 @@
 Everything else is plain `lax.conv_general_dilated`: for dense kernels on ordinary maps the im2col weight gradient
 measured no faster in a whole model step. Values and derivatives equal XLA's (tests/ops).
 
-kdjax's models use it on the CPU backend only (`layers.conv`); GPU/TPU keep the plain XLA convolution. Being a
-`jax.custom_vjp` with a backward pass written in JAX, it supports reverse mode to any order (double backprop for
-Jacobian matching) but not forward mode: code that calls `jax.jvp` through a kdjax model traces it inside
-`xla_convolutions()` (`losses.jacobian_matching_jvp` does so itself).
+kdjax's models use it on the CPU backend only (`layers.conv`); GPU/TPU keep the plain XLA convolution. The tiny-map
+path is plain JAX (slices + one einsum), so every autodiff mode and order goes through it. The grouped path is a
+`jax.custom_vjp` with a backward pass written in JAX: reverse mode to any order (double backprop for Jacobian
+matching) but not forward mode, so code that calls `jax.jvp` through a kdjax model traces it inside
+`xla_convolutions()` (`losses.jacobian_matching_jvp` does so itself), which swaps only that path for XLA's.
 """
 import contextlib
 import contextvars
@@ -25,16 +26,13 @@ _force_xla = contextvars.ContextVar("kdjax_force_xla_conv", default=False)
 
 @contextlib.contextmanager
 def xla_convolutions():
-    """Within this context (at trace time) kdjax models use plain `lax.conv_general_dilated`: forward-mode AD."""
+    """Within this context (at trace time) grouped convolutions use plain `lax.conv_general_dilated`, so that
+    forward-mode AD can pass through them."""
     token = _force_xla.set(True)
     try:
         yield
     finally:
         _force_xla.reset(token)
-
-
-def enabled() -> bool:
-    return jax.default_backend() == "cpu" and not _force_xla.get()
 
 
 def _plain(x, w, strides, padding, groups):
@@ -83,28 +81,23 @@ def weight_gradient(x, g, kernel_shape, strides, padding, groups):
     return dw.reshape(kh, kw, cg, out).astype(x.dtype)
 
 
-def _forward_impl(x, w, strides, padding):
-    ho, wo = _out_hw(x.shape[1:3], w.shape[:2], strides, padding)
-    return im2col_conv if ho * wo <= SMALL_OUTPUT_PIXELS else _plain
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv(x, w, strides, padding, groups):
-    return _forward_impl(x, w, strides, padding)(x, w, strides, padding, groups)
+def grouped_conv(x, w, strides, padding, groups):
+    """XLA's forward and input gradient, the weight gradient as one im2col GEMM."""
+    return _plain(x, w, strides, padding, groups)
 
 
-def _conv_fwd(x, w, strides, padding, groups):
-    return _conv(x, w, strides, padding, groups), (x, w)
+def _grouped_fwd(x, w, strides, padding, groups):
+    return grouped_conv(x, w, strides, padding, groups), (x, w)
 
 
-def _conv_bwd(strides, padding, groups, residuals, g):
+def _grouped_bwd(strides, padding, groups, residuals, g):
     x, w = residuals
-    forward = _forward_impl(x, w, strides, padding)
-    _, input_vjp = jax.vjp(lambda x_: forward(x_, w, strides, padding, groups), x)
+    _, input_vjp = jax.vjp(lambda x_: _plain(x_, w, strides, padding, groups), x)
     return input_vjp(g)[0], weight_gradient(x, g, w.shape, strides, padding, groups)
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+grouped_conv.defvjp(_grouped_fwd, _grouped_bwd)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -117,12 +110,14 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
             == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DN))
     simple = (nhwc and not any(d != 1 for d in (lhs_dilation or ())) and not any(d != 1 for d in (rhs_dilation or ()))
               and not isinstance(padding, str) and precision is None and not kw)
-    if simple:
-        ho, wo = _out_hw(lhs.shape[1:3], rhs.shape[:2], tuple(window_strides), tuple(tuple(p) for p in padding))
+    if simple and jax.default_backend() == "cpu":
+        strides, padding = tuple(window_strides), tuple(tuple(p) for p in padding)
+        ho, wo = _out_hw(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+        if ho * wo <= SMALL_OUTPUT_PIXELS:
+            return im2col_conv(lhs, rhs, strides, padding, feature_group_count)
         # measured (benchmarks/README.md): on ordinary maps with dense kernels XLA:CPU's own gradients are as fast
-        simple = feature_group_count > 1 or ho * wo <= SMALL_OUTPUT_PIXELS
-    if not (simple and enabled()):
-        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-                                        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-                                        feature_group_count=feature_group_count, precision=precision, **kw)
-    return _conv(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding), feature_group_count)
+        if feature_group_count > 1 and not _force_xla.get():
+            return grouped_conv(lhs, rhs, strides, padding, feature_group_count)
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                    rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                    feature_group_count=feature_group_count, precision=precision, **kw)

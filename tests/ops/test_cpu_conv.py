@@ -32,36 +32,50 @@ CASES = [
 ]
 
 
+def _plain(stride, padding, groups):
+    return jax.jit(lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=DN,
+                                                 feature_group_count=groups))
+
+
+def _implementations(stride, padding, groups):
+    """Each CPU path on every case (not only where the dispatch picks it), then the dispatch itself."""
+    s, p = (stride, stride), padding
+    impls = {"im2col": lambda x, w: cpu_conv.im2col_conv(x, w, s, p, groups),
+             "grouped_vjp": lambda x, w: cpu_conv.grouped_conv(x, w, s, p, groups),
+             "dispatched": lambda x, w: cpu_conv.conv_general_dilated(x, w, s, p, dimension_numbers=DN,
+                                                                      feature_group_count=groups)}
+    return {name: jax.jit(f) for name, f in impls.items()}  # one compile per transform, not one per primitive
+
+
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", CASES)
-def test_values_and_gradients_equal_xla_convolution(x_shape, w_shape, stride, padding, groups):
+def test_values_gradients_and_jvps_equal_xla_convolution(x_shape, w_shape, stride, padding, groups):
     kx, kw, kg = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, x_shape, jnp.float64)
     w = jax.random.normal(kw, w_shape, jnp.float64)
-
-    def plain(x, w):
-        return lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=DN,
-                                        feature_group_count=groups)
-
-    def ours(x, w):  # the custom-VJP core, whatever the dispatch rule picks for this shape
-        return cpu_conv._conv(x, w, (stride, stride), padding, groups)
+    plain = _plain(stride, padding, groups)
     y = plain(x, w)
-    np.testing.assert_allclose(ours(x, w), y, rtol=1e-12, atol=1e-12)
     cot = jax.random.normal(kg, y.shape, jnp.float64)
     loss = lambda f: (lambda x, w: jnp.sum(f(x, w) * cot))
-    for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(plain), (0, 1))(x, w)):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    expected_grads = jax.jit(jax.grad(loss(plain), (0, 1)))(x, w)
     tangents = (jax.random.normal(kx, x_shape, jnp.float64), jax.random.normal(kw, w_shape, jnp.float64))
+    expected_jvp = jax.jvp(plain, (x, w), tangents)[1]
+    for name, conv in _implementations(stride, padding, groups).items():
+        np.testing.assert_allclose(conv(x, w), y, rtol=1e-12, atol=1e-12, err_msg=name)
+        for a, b in zip(jax.jit(jax.grad(loss(conv), (0, 1)))(x, w), expected_grads):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=name)
+    impls = _implementations(stride, padding, groups)
     with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(ours, (x, w), tangents)
-    dispatched = lambda x, w: cpu_conv.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=DN,
-                                                            feature_group_count=groups)
-    np.testing.assert_allclose(dispatched(x, w), y, rtol=1e-12, atol=1e-12)
-    with cpu_conv.xla_convolutions():  # forward mode goes through plain XLA convolutions
-        np.testing.assert_allclose(jax.jvp(dispatched, (x, w), tangents)[1], jax.jvp(plain, (x, w), tangents)[1],
-                                   rtol=1e-10, atol=1e-10)
+        jax.jvp(impls["grouped_vjp"], (x, w), tangents)
+    # the tiny-map path is plain JAX, forward mode included; the dispatch swaps the custom-VJP path for XLA's
+    # inside xla_convolutions()
+    np.testing.assert_allclose(jax.jvp(impls["im2col"], (x, w), tangents)[1], expected_jvp, rtol=1e-10, atol=1e-10)
+    with cpu_conv.xla_convolutions():
+        np.testing.assert_allclose(jax.jvp(impls["dispatched"], (x, w), tangents)[1], expected_jvp, rtol=1e-10,
+                                   atol=1e-10)
 
 
-def test_second_order_reverse_mode_matches_xla():
+@pytest.mark.parametrize("path", ["im2col", "grouped_vjp"])
+def test_second_order_reverse_mode_matches_xla(path):
     """Double backprop (Jacobian matching): grad_w of ||grad_x f||^2 agrees."""
     x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3), jnp.float64)
     w = jax.random.normal(jax.random.key(2), (3, 3, 3, 4), jnp.float64)
@@ -72,17 +86,27 @@ def test_second_order_reverse_mode_matches_xla():
             gx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, w))))(x)
             return jnp.sum(gx ** 2)
         return f
-    ours = lambda x, w: cpu_conv._conv(x, w, (1, 1), pad, 1)
-    plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=DN)
-    np.testing.assert_allclose(jax.grad(penalty(ours))(w), jax.grad(penalty(plain))(w), rtol=1e-10)
+    ours = _implementations(1, pad, 1)[path]
+    np.testing.assert_allclose(jax.grad(penalty(ours))(w), jax.grad(penalty(_plain(1, pad, 1)))(w), rtol=1e-10)
+
+
+def _count(jaxpr, primitive):
+    return str(jaxpr).count(primitive)
 
 
 def test_models_use_it_on_cpu():
+    """VGG-9's 2x2-map convolutions become GEMMs (no XLA convolution left for them); ShuffleV1's grouped
+    convolutions take the custom VJP."""
     from kdjax import models
-    model = models.get_model("vgg9", num_classes=3, width=0.125)  # its last block runs on 2x2 maps
     x = jnp.ones((1, 32, 32, 3))
-    variables = model.init(jax.random.key(0), x, train=False)
-    assert "custom_vjp_call" in str(jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables))
+    vgg = models.get_model("vgg9", num_classes=3, width=0.125)
+    variables = jax.eval_shape(lambda: vgg.init(jax.random.key(0), x, train=False))
+    kernels = [k for k in jax.tree_util.tree_leaves(variables["params"]) if len(k.shape) == 4]
+    jaxpr = jax.make_jaxpr(lambda v: vgg.apply(v, x, train=False))(variables)
+    assert 0 < _count(jaxpr, "conv_general_dilated") < len(kernels)
+    shuffle = models.get_model("shufflev1", num_classes=3, width=0.25)
+    variables = jax.eval_shape(lambda: shuffle.init(jax.random.key(0), x, train=False))
+    assert "custom_vjp_call" in str(jax.make_jaxpr(lambda v: shuffle.apply(v, x, train=False))(variables))
 
 
 def test_unsupported_layouts_fall_back_to_xla():
