@@ -7,20 +7,23 @@ Each variant is kdjax's real train step (teacher forward in eval mode, student f
 - kd:          0.1 * CE + 0.9 * KD (T = 4)
 - kd_jacobian: + exact true-class Jacobian matching (one VJP per network, then double backprop)
 - kd_jvp:      + the forward-mode all-outputs estimator (one JVP per network and tangent, 1 tangent)
-Every variant runs in its own subprocess, so the peak resident memory it reports is that variant's own
-(`ru_maxrss`, measured); XLA's compiled-buffer figure (temp + arguments + outputs, from the compiled executable's
-memory analysis) is printed too. Times are medians over `--repeats` steps after 2 warm-up steps.
+Every variant runs in its own subprocess, so the memory it reports is that variant's own, measured: the peak
+resident set while the timed steps run (sampled every millisecond from /proc/self/statm: the memory training needs,
+without XLA's compile-time transient) and the process's lifetime peak (`ru_maxrss`, compile included); XLA's
+compiled-buffer figure (temp + arguments + outputs, from the compiled executable's memory analysis) is printed too. Times are medians over `--repeats` steps after 2 warm-up steps.
 PyTorch variants (`benchmarks/torch_reference.py`, eager, same architectures and losses): torch_kd and
 torch_kd_jacobian. Printed: each variant's step time, its overhead over its own framework's KD step, and peak
 memory. Last line: `ratio kdjax/reference: X.XX` = kdjax's exact Jacobian step / PyTorch's (without the torch
 variants: kdjax's Jacobian step / kdjax's KD step, the overhead alone).
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 VARIANTS = {
@@ -32,6 +35,44 @@ VARIANTS = {
 }
 
 
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@contextlib.contextmanager
+def sampled_peak_rss(period_s: float = 1e-3):
+    """Yields a dict whose "mib" holds, on exit, the largest resident set seen while the block ran."""
+    peak = {"mib": _rss_mib()}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak["mib"] = max(peak["mib"], _rss_mib())
+            time.sleep(period_s)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join()
+        peak["mib"] = max(peak["mib"], _rss_mib())
+
+
+def _timed_steps(run, repeats):
+    """Median seconds over `repeats` calls after 2 warm-ups, and the peak RSS while the timed calls ran."""
+    for _ in range(2):
+        out = run()
+    times = []
+    with sampled_peak_rss() as peak:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = run()
+            times.append(time.perf_counter() - t0)
+    return out, times, peak["mib"]
+
+
 def measure_torch(variant: str, batch: int, repeats: int) -> dict:
     import resource
 
@@ -39,13 +80,8 @@ def measure_torch(variant: str, batch: int, repeats: int) -> dict:
 
     from benchmarks.train_step import torch_step
     run, _ = torch_step("vgg9", "vgg4", batch, jacobian=variant == "torch_kd_jacobian")
-    times = []
-    for i in range(repeats + 2):
-        t0 = time.perf_counter()
-        loss = run()
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    return {"variant": variant, "median_s": statistics.median(times), "times": times,
+    loss, times, step_peak = _timed_steps(run, repeats)
+    return {"variant": variant, "median_s": statistics.median(times), "times": times, "step_peak_rss_mib": step_peak,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "xla_buffers_mib": 0.0,
             "loss": float(loss), "devices": torch.get_num_threads()}
 
@@ -84,16 +120,15 @@ def measure(variant: str, batch: int, repeats: int) -> dict:
     compiled = train_step.lower(state, teacher_vars, data).compile()
     mem = compiled.memory_analysis()
     xla_bytes = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) if mem else 0
-    times = []
-    for i in range(repeats + 2):
-        t0 = time.perf_counter()
-        state, m = train_step(state, teacher_vars, data)
-        jax.block_until_ready(m["loss/total"])
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    return {"variant": variant, "median_s": statistics.median(times), "times": times,
+    carry = {"state": state}
+
+    def run():
+        carry["state"], m = train_step(carry["state"], teacher_vars, data)
+        return jax.block_until_ready(m["loss/total"])
+    loss, times, step_peak = _timed_steps(run, repeats)
+    return {"variant": variant, "median_s": statistics.median(times), "times": times, "step_peak_rss_mib": step_peak,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "xla_buffers_mib": xla_bytes / 2**20, "loss": float(m["loss/total"]), "devices": jax.device_count()}
+            "xla_buffers_mib": xla_bytes / 2**20, "loss": float(loss), "devices": jax.device_count()}
 
 
 def main():
@@ -116,11 +151,13 @@ def main():
     import jax
     print(f"VGG-9 -> VGG-4, batch {args.batch}, 32x32, {jax.devices()[0].platform}, jax {jax.__version__}, "
           f"median of {args.repeats} steps")
-    print(f"{'variant':<18} {'step (ms)':>10} {'x own KD':>9} {'peak RSS (MiB)':>15} {'XLA buffers (MiB)':>18}")
+    print(f"{'variant':<18} {'step (ms)':>10} {'x own KD':>9} {'RSS in steps (MiB)':>19} {'peak RSS (MiB)':>15} "
+          f"{'XLA buffers (MiB)':>18}")
     for v, r in results.items():
         base = results.get("torch_kd" if v.startswith("torch_") else "kd")
         ratio = f"{r['median_s'] / base['median_s']:.2f}" if base else "-"
-        print(f"{v:<18} {1000 * r['median_s']:>10.1f} {ratio:>9} {r['peak_rss_mib']:>15.0f} "
+        print(f"{v:<18} {1000 * r['median_s']:>10.1f} {ratio:>9} {r['step_peak_rss_mib']:>19.0f} "
+              f"{r['peak_rss_mib']:>15.0f} "
               f"{r['xla_buffers_mib']:>18.1f}")
     if "kd_jacobian" in results and "torch_kd_jacobian" in results:
         print(f"ratio kdjax/reference: {results['kd_jacobian']['median_s'] / results['torch_kd_jacobian']['median_s']:.2f}")
