@@ -8,8 +8,8 @@ Each variant is kdjax's real train step (teacher forward in eval mode, student f
 - kd_jacobian: + exact true-class Jacobian matching (one VJP per network, then double backprop)
 - kd_jvp:      + the forward-mode all-outputs estimator (one JVP per network and tangent, 1 tangent)
 Every variant runs in its own subprocess, so the memory it reports is that variant's own, measured: the peak
-resident set while the timed steps run (sampled every millisecond from /proc/self/statm: the memory training needs,
-without XLA's compile-time transient) and the process's lifetime peak (`ru_maxrss`, compile included); XLA's
+resident set while the timed steps run (sampled every millisecond from /proc/self/statm after `malloc_trim`: the
+memory training holds, without what compilation left in the allocator) and the process's lifetime peak (`ru_maxrss`, compile included); XLA's
 compiled-buffer figure (temp + arguments + outputs, from the compiled executable's memory analysis) is printed too. Times are medians over `--repeats` steps after 2 warm-up steps.
 PyTorch variants (`benchmarks/torch_reference.py`, eager, same architectures and losses): torch_kd and
 torch_kd_jacobian. Printed: each variant's step time, its overhead over its own framework's KD step, and peak
@@ -18,6 +18,7 @@ variants: kdjax's Jacobian step / kdjax's KD step, the overhead alone).
 """
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import statistics
@@ -64,6 +65,9 @@ def _timed_steps(run, repeats):
     """Median seconds over `repeats` calls after 2 warm-ups, and the peak RSS while the timed calls ran."""
     for _ in range(2):
         out = run()
+    # hand freed heap back to the OS first (glibc keeps it): the figure is then what the steps hold, not what
+    # compiling (XLA) or building the graph left in the allocator; done alike for both frameworks
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     times = []
     with sampled_peak_rss() as peak:
         for _ in range(repeats):

@@ -28,7 +28,7 @@ def main():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 1000, args.n)
     centers = rng.normal(size=(1000, args.dim)).astype(np.float32)
-    x = (centers[labels] + 0.7 * rng.normal(size=(args.n, args.dim))).astype(np.float32)
+    x = (centers[labels] + 1.5 * rng.normal(size=(args.n, args.dim))).astype(np.float32)
 
     def run_faiss():
         index = faiss.IndexFlatL2(args.dim)
