@@ -48,6 +48,8 @@ def main():
     print(f"pipeline crop+flip             {weak:9.0f} images/s")
     print(f"pipeline + strong view (MLLD)  {strong:9.0f} images/s")
     print(f"KD step resnet32x4->resnet8x4  {step_rate:9.0f} images/s")
+    print(f"headroom: the pipeline makes {weak / step_rate:.0f}x (strong view: {strong / step_rate:.0f}x) the images "
+          f"the step consumes (target >= 2x)")
     print(f"ratio kdjax/reference: {step_rate / weak:.2f}")
 
 
