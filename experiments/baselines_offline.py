@@ -31,6 +31,9 @@ def main():
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     start = time.time()
+    # the code the cells run is the code at launch: stamp it now, not after an hour in which HEAD may move
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     teacher_dir = os.path.join(args.workdir, "teacher")
     teacher = _run(fashion_mnist.get_config("method=kd"), "teacher", teacher_dir)
     ckpt = os.path.join(teacher_dir, "teacher", "checkpoints")
@@ -43,7 +46,6 @@ def main():
             walls.setdefault(method, []).append(time.time() - t0)
             results.setdefault(method, []).append(r["final_accuracy"])
             print(f"{method} seed={seed}: {100 * r['final_accuracy']:.2f}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     base = float(np.mean(results["ce"])) if "ce" in results else None
     lines = [f"Teacher {fashion_mnist.PAIR.split('-')[0]} (width {fashion_mnist.WIDTH}): "
              f"{100 * teacher['final_accuracy']:.2f} % test top-1. Student {fashion_mnist.PAIR.split('-')[1]} "
