@@ -42,7 +42,7 @@ def main():
     args = parser.parse_args()
     weak = pipeline_rate(args.dataset, args.image_size, args.batch, args.batches, strong=False)
     strong = pipeline_rate(args.dataset, args.image_size, args.batch, args.batches // 4, strong=True)
-    run, _ = kdjax_step("resnet32x4", "resnet8x4", args.batch)
+    run, _, _ = kdjax_step("resnet32x4", "resnet8x4", args.batch)
     step_rate = args.batch / time_calls(run, args.repeats)
     print(f"{args.dataset} at {args.image_size}x{args.image_size}, batch {args.batch}")
     print(f"pipeline crop+flip             {weak:9.0f} images/s")

@@ -96,43 +96,13 @@ def measure(variant: str, batch: int, repeats: int) -> dict:
     import resource
 
     import jax
-    import jax.numpy as jnp
-    import ml_collections
-    import numpy as np
 
-    from kdjax import models, parallel
-    from kdjax.train import optim, step as step_lib, terms
-
-    mesh = parallel.make_mesh()
-    teacher = models.get_model("vgg9", num_classes=100)
-    student = models.get_model("vgg4", num_classes=100)
-    rng = np.random.default_rng(0)
-    batch_np = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
-                "label": rng.integers(0, 100, batch).astype(np.int32)}
-    data = parallel.global_batch(batch_np, mesh)
-    teacher_vars = jax.device_put(teacher.init(jax.random.key(1), data["image"], train=False),
-                                  parallel.replicated(mesh))
-    weighted = terms.build_terms(VARIANTS[variant])
-    schedule = optim.make_schedule(ml_collections.ConfigDict(dict(name="constant", base_lr=0.05)),
-                                   steps_per_epoch=1, total_steps=1)
-    tx = optim.make_optimizer(ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, weight_decay=5e-4)), schedule)
-    networks = step_lib.Networks(student, teacher)
-    state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv),
-                    out_shardings=parallel.replicated(mesh))(jax.random.key(0), data, teacher_vars)
-    train_step, _ = step_lib.compile_steps(mesh, networks=networks, weighted_terms=weighted, schedule=schedule,
-                                           steps_per_epoch=1)
-    compiled = train_step.lower(state, teacher_vars, data).compile()
-    mem = compiled.memory_analysis()
-    xla_bytes = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) if mem else 0
-    carry = {"state": state}
-
-    def run():
-        carry["state"], m = train_step(carry["state"], teacher_vars, data)
-        return jax.block_until_ready(m["loss/total"])
+    from benchmarks.train_step import kdjax_step
+    run, _, xla_mib = kdjax_step("vgg9", "vgg4", batch, losses=VARIANTS[variant])
     loss, times, step_peak = _timed_steps(run, repeats)
     return {"variant": variant, "median_s": statistics.median(times), "times": times, "step_peak_rss_mib": step_peak,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "xla_buffers_mib": xla_bytes / 2**20, "loss": float(loss), "devices": jax.device_count()}
+            "xla_buffers_mib": xla_mib, "loss": float(loss), "devices": jax.device_count()}
 
 
 def main():
