@@ -37,7 +37,8 @@ def test_config_validates_and_documents_itself(path):
 # Trained through the loop by other tests already (same runlocal code path): not run twice.
 TRAINED_ELSEWHERE = {
     "configs/quickstart.py",                              # tests/test_experiments.py, via the command line
-    "configs/jacobian_matching/cifar100_table1.py",       # tests/test_jacobian_matching.py, every row
+    "configs/jacobian_matching/cifar100_table1.py",       # tests/test_jacobian_matching.py, three rows
+    "configs/jacobian_matching/cifar100_table2.py",       # tests/test_jacobian_matching.py, two rows
     "configs/baselines/fashion_mnist.py",                 # tests/test_baselines.py, teacher + CRD/MLLD/OFD
     "configs/cifar100_kd.py",  # its teacher + KD student = configs/baselines/cifar100.py's runlocal, run here
 }

@@ -34,7 +34,8 @@ def cifar_batches():
         return [b for _, b in zip(range(2), pipe.train_batches())], pipe.split_size
 
 
-@pytest.mark.parametrize("pair", ["resnet32x4-resnet8x4", "wrn_40_2-wrn_16_2"])
+# One pair trains (~2 min of CPU, mostly compilation); every pair's layout is checked by the shape-only test below.
+@pytest.mark.parametrize("pair", ["resnet32x4-resnet8x4"])
 def test_every_method_takes_a_distillation_step(pair, cifar_batches):
     local_batches, dataset_size = cifar_batches
     mesh = parallel.make_mesh()
