@@ -4,8 +4,9 @@ backward + SGD (momentum 0.9, weight decay 5e-4), 0.1 CE + 0.9 KD, batch 64, 32x
     python -m benchmarks.train_step [--pairs resnet32x4-resnet8x4,vgg9-vgg4] [--batch 64] [--repeats 10]
 
 Both sides use every core of the machine (XLA's and PyTorch's default thread pools); times are medians over
-`--repeats` steps after 3 warm-up steps. kdjax's step is the trainer's own (`kdjax.train.step.train_step`, jitted on
-a one-device mesh). Last line: `ratio kdjax/reference: X.XX`, the larger of the pairs' kdjax/PyTorch time ratios.
+`--repeats` steps after 3 warm-up steps, the kdjax and PyTorch steps alternating. kdjax's step is the trainer's own
+(`kdjax.train.step.train_step`, jitted on a one-device mesh with `kdjax.ops.xla_cpu_options`). Last line:
+`ratio kdjax/reference: X.XX`, the larger of the pairs' kdjax/PyTorch time ratios.
 """
 import argparse
 import statistics
@@ -23,6 +24,21 @@ def time_calls(fn, repeats, warmup=3):
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def time_interleaved(fns, repeats, warmup=3):
+    """Medians of each function's wall time, the calls alternating (a, b, a, b, ...) so that both sides of a ratio
+    see the same machine: on this shared VM the speed drifts by up to 30% over minutes."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def kdjax_step(teacher_name, student_name, batch, losses=None):
@@ -94,7 +110,7 @@ def main():
         run_torch, n_torch = torch_step(t_name, s_name, args.batch)
         if n_jax != n_torch:
             raise SystemExit(f"{pair}: student parameter counts differ (kdjax {n_jax}, torch {n_torch})")
-        t_jax, t_torch = time_calls(run_jax, args.repeats), time_calls(run_torch, args.repeats)
+        t_jax, t_torch = time_interleaved([run_jax, run_torch], args.repeats)
         ratios.append(t_jax / t_torch)
         print(f"{pair:<24} kdjax {1000 * t_jax:8.1f} ms   torch {1000 * t_torch:8.1f} ms   "
               f"kdjax/torch {t_jax / t_torch:.2f}")

@@ -1,1 +1,1 @@
-"""Array operations below the model layer (no Flax): CPU-friendly convolution gradients."""
+"""Array operations below the model layer (no Flax): CPU-friendly convolutions and XLA:CPU compiler options."""

@@ -1,6 +1,7 @@
 """A 2-D convolution for XLA:CPU's weak spots, measured in benchmarks/README.md:
-- grouped / depthwise convolutions (ShuffleNets, MobileNetV2): the weight gradient as an im2col GEMM (patches^T @
-  output gradient), 1.3x (depthwise 3x3) to 28x (grouped 1x1) faster than XLA's;
+- grouped convolutions (ShuffleNets' grouped 1x1s): the weight gradient as an im2col GEMM (patches^T @ output
+  gradient), ~7-10x faster than XLA's. Depthwise convolutions (MobileNetV2, ShuffleNetV2) stay XLA's: with
+  `kdjax.ops.xla_cpu_options` (XLA's own convolutions, not YNNPACK's) those are 1.0-1.4x faster than the im2col path;
 - tiny output maps (<= 4 pixels, e.g. VGG's 2x2 stage): forward pass and input gradient as im2col GEMMs too, where
   XLA's convolution runs at under 1 GFLOP/s (about 100x slower).
 Everything else is plain `lax.conv_general_dilated`: for dense kernels on ordinary maps the im2col weight gradient
@@ -116,7 +117,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
         if ho * wo <= SMALL_OUTPUT_PIXELS:
             return im2col_conv(lhs, rhs, strides, padding, feature_group_count)
         # measured (benchmarks/README.md): on ordinary maps with dense kernels XLA:CPU's own gradients are as fast
-        if feature_group_count > 1 and not _force_xla.get():
+        depthwise = feature_group_count == lhs.shape[-1]
+        if feature_group_count > 1 and not depthwise and not _force_xla.get():
             return grouped_conv(lhs, rhs, strides, padding, feature_group_count)
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                     rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,

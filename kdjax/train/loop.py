@@ -18,6 +18,7 @@ from clu import periodic_actions
 
 from kdjax import data as data_lib
 from kdjax import models, parallel
+from kdjax.ops import xla_cpu_options
 from kdjax.train import checkpoint as ckpt_lib
 from kdjax.train import logging as log_lib
 from kdjax.train import optim, recipe, step as step_lib
@@ -98,7 +99,8 @@ def load_teacher(config, spec, workdir, num_classes, mesh, eval_pipeline):
     variables = jax.device_put(variables, parallel.replicated(mesh))
     accuracy = None  # a teacher of other classes (ImageNet weights for transfer) has no accuracy on this data
     if teacher.num_classes == num_classes:
-        eval_fn = jax.jit(lambda v, b: step_lib.eval_step(teacher, v, b), out_shardings=parallel.replicated(mesh))
+        eval_fn = jax.jit(lambda v, b: step_lib.eval_step(teacher, v, b), out_shardings=parallel.replicated(mesh),
+                          compiler_options=xla_cpu_options.compiler_options(mesh))
         accuracy = step_lib.evaluate_model(eval_fn, variables, eval_pipeline, mesh)
     record = {"checkpoint": os.path.abspath(directory), "step": int(step), "model": recipe.teacher_model_cfg(config, spec),
               "eval": accuracy}

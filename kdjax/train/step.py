@@ -12,6 +12,7 @@ import optax
 from clu import metrics as clu_metrics
 
 from kdjax import parallel
+from kdjax.ops import xla_cpu_options
 from kdjax.train import terms as terms_lib
 from kdjax.train.state import TrainState
 
@@ -153,12 +154,14 @@ def eval_step(model, variables, batch, noise_std=0.0, key=None) -> EvalMetrics:
 
 
 def compile_steps(mesh, *, networks, weighted_terms, schedule, steps_per_epoch, dataset_size: int = 0):
-    """Returns jitted (train_step, eval_step) for this mesh: state replicated, batch sharded, state donated."""
+    """Returns jitted (train_step, eval_step) for this mesh: state replicated, batch sharded, state donated; on CPU
+    with `kdjax.ops.xla_cpu_options`."""
     repl = parallel.replicated(mesh)
+    options = xla_cpu_options.compiler_options(mesh)
     train = jax.jit(functools.partial(train_step, networks=networks, weighted_terms=tuple(weighted_terms),
                                       schedule=schedule, steps_per_epoch=steps_per_epoch, dataset_size=dataset_size),
-                    donate_argnums=(0,), out_shardings=(repl, repl))
-    evaluate = jax.jit(functools.partial(eval_step, networks.student), out_shardings=repl)
+                    donate_argnums=(0,), out_shardings=(repl, repl), compiler_options=options)
+    evaluate = jax.jit(functools.partial(eval_step, networks.student), out_shardings=repl, compiler_options=options)
     return train, evaluate
 
 

@@ -109,6 +109,14 @@ def test_models_use_it_on_cpu():
     assert "custom_vjp_call" in str(jax.make_jaxpr(lambda v: shuffle.apply(v, x, train=False))(variables))
 
 
+def test_depthwise_convolutions_stay_xla():
+    """Depthwise kernels measured faster as XLA's own convolution than with the im2col weight gradient."""
+    x, w = jnp.ones((2, 8, 8, 6)), jnp.ones((3, 3, 1, 6))
+    jaxpr = jax.make_jaxpr(lambda w: cpu_conv.conv_general_dilated(
+        x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6))(w)
+    assert "custom_vjp_call" not in str(jaxpr) and _count(jaxpr, "conv_general_dilated") == 1
+
+
 def test_unsupported_layouts_fall_back_to_xla():
     x = jnp.ones((1, 3, 6, 6))
     w = jnp.ones((2, 3, 3, 3))

@@ -1,0 +1,63 @@
+"""kdjax's XLA:CPU options: CPU only, same results, and YNNPACK kept for reductions but not convolutions."""
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kdjax import parallel
+from kdjax.ops import xla_cpu_options
+
+pytestmark = pytest.mark.skipif(not xla_cpu_options._supported(), reason="this jaxlib lacks the YNNPACK option")
+
+
+CHANNELS = 32  # at this size jaxlib 0.10's defaults give the convolutions to YNNPACK
+
+
+def _conv_bn_loss(params, x):
+    conv = nn.Conv(CHANNELS, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)
+    bn = nn.BatchNorm(use_running_average=False, epsilon=1e-5)
+    h, _ = bn.apply({"params": params["bn"], "batch_stats": params["stats"]},
+                    conv.apply({"params": params["conv"]}, x), mutable=["batch_stats"])
+    return jnp.sum(jnp.tanh(h) ** 2)
+
+
+def _setup():
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, CHANNELS))
+    conv = nn.Conv(CHANNELS, (3, 3), use_bias=False).init(jax.random.key(1), x)
+    bn = nn.BatchNorm(use_running_average=False).init(jax.random.key(2), jnp.zeros((2, 32, 32, CHANNELS)))
+    return {"conv": conv["params"], "bn": bn["params"], "stats": bn["batch_stats"]}, x
+
+
+def test_options_only_on_cpu():
+    assert xla_cpu_options.compiler_options(parallel.make_mesh()) == xla_cpu_options.OPTIONS
+    gpu_mesh = type("Mesh", (), {"devices": np.array([type("Device", (), {"platform": "gpu"})()])})()
+    assert xla_cpu_options.compiler_options(gpu_mesh) is None
+
+
+def test_same_values_and_gradients_as_xla_defaults():
+    params, x = _setup()
+    fn = jax.value_and_grad(_conv_bn_loss)
+    ref_value, ref_grad = jax.jit(fn)(params, x)
+    value, grad = jax.jit(fn, compiler_options=xla_cpu_options.compiler_options())(params, x)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(ref_grad)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def _ynn_computations(compiled_text):
+    """Bodies of the fused computations that XLA handed to YNNPACK."""
+    called = re.findall(r"calls=%([\w.]+), [^\n]*__ynn_fusion", compiled_text)
+    return [re.search(r"%" + re.escape(c) + r" \(.*?\n\}", compiled_text, re.S).group(0) for c in called]
+
+
+def test_convolutions_stay_xla_and_reductions_go_to_ynnpack():
+    params, x = _setup()
+    text = jax.jit(jax.grad(_conv_bn_loss), compiler_options=xla_cpu_options.compiler_options()).lower(
+        params, x).compile().as_text()
+    ynn = _ynn_computations(text)
+    assert ynn and all(" reduce(" in body for body in ynn)
+    assert not any(" convolution(" in body for body in ynn)
+    assert " convolution(" in text
