@@ -16,7 +16,9 @@ CONFIGS = sorted(os.path.relpath(p, helpers.REPO) for p in glob.glob(os.path.joi
 FOLDER_CONFIGS = {"configs/jacobian_matching/mit_scenes_table3.py"}
 MOCK = dict(num_examples=1000)  # every CIFAR-100 class present, so few-shot subsets exist
 # Mock labels are random: ~10 examples per CIFAR-100 class, so the few-shot smoke test takes 1 per class.
-RUNLOCAL_ARGS = {"configs/jacobian_matching/cifar100_table1.py": "runlocal,per_class=1"}
+RUNLOCAL_ARGS = {"configs/jacobian_matching/cifar100_table1.py": "runlocal,per_class=1",
+                 # the cheapest pair to compile; resnet32x4 -> resnet8x4 steps in tests/train/test_zoo_terms.py
+                 "configs/baselines/cifar100.py": "runlocal,pair=vgg13-vgg8"}
 
 
 def load(path, arg=None):
@@ -44,6 +46,8 @@ TRAINED_ELSEWHERE = {
     # The cifar100 tables' rows on Fashion-MNIST, whose local loader configs/fashion_mnist_kd.py trains here.
     "configs/jacobian_matching/fashion_mnist_table1.py",
     "configs/jacobian_matching/fashion_mnist_table2.py",
+    # The quickstart recipe (tests/test_experiments.py) on Fashion-MNIST, which tests/test_baselines.py trains on.
+    "configs/fashion_mnist_kd.py",
 }
 
 

@@ -223,7 +223,8 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_step=None) -> d
     repl = parallel.replicated(mesh)
     example = parallel.global_batch(next(train_data.train_batches(0)), mesh)
     init = jax.jit(lambda rng, b, tv: step_lib.init_state(networks, spec.weighted_terms, tx, rng, b, tv,
-                                                          train_data.split_size), out_shardings=repl)
+                                                          train_data.split_size), out_shardings=repl,
+                   compiler_options=xla_cpu_options.compiler_options(mesh, run_once=True))
     state = init(jax.random.key(int(config.seed)), example, teacher_vars)
     if spec.init_from:
         state = jax.device_put(initialise_from(state, spec.init_from), repl)

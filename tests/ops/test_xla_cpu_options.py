@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kdjax import parallel
+from kdjax import models, parallel
 from kdjax.ops import xla_cpu_options
 
 pytestmark = pytest.mark.skipif(not xla_cpu_options._supported(), reason="this jaxlib lacks the YNNPACK option")
@@ -35,6 +35,20 @@ def test_options_only_on_cpu():
     assert xla_cpu_options.compiler_options(parallel.make_mesh()) == xla_cpu_options.OPTIONS
     gpu_mesh = type("Mesh", (), {"devices": np.array([type("Device", (), {"platform": "gpu"})()])})()
     assert xla_cpu_options.compiler_options(gpu_mesh) is None
+    assert xla_cpu_options.compiler_options(run_once=True) == {**xla_cpu_options.OPTIONS,
+                                                               **xla_cpu_options.RUN_ONCE_OPTIONS}
+    assert xla_cpu_options.compiler_options(gpu_mesh, run_once=True) is None
+
+
+def test_run_once_initialisation_equals_the_optimised_one():
+    model = models.get_model("vgg4", num_classes=10, width=0.125)
+    x = jnp.zeros((2, 8, 8, 1))
+    init = lambda rng: model.init(rng, x, train=False)  # noqa: E731
+    ref = jax.jit(init)(jax.random.key(3))
+    fast = jax.jit(init, compiler_options=xla_cpu_options.compiler_options(run_once=True))(jax.random.key(3))
+    assert jax.tree.structure(fast) == jax.tree.structure(ref)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_same_values_and_gradients_as_xla_defaults():
