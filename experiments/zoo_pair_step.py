@@ -14,6 +14,7 @@ import optax
 
 from configs.baselines import cifar100 as baselines
 from kdjax import models
+from kdjax.ops import xla_cpu_options
 from kdjax.train import step as step_lib
 from kdjax.train import terms
 
@@ -38,11 +39,12 @@ def main():
     networks = step_lib.Networks(student, teacher)
     teacher_vars = teacher.init(jax.random.key(0), x, train=False)
     tx = optax.sgd(0.01)
-    state = jax.jit(lambda r, bt, tv: step_lib.init_state(networks, weighted, tx, r, bt, tv, n))(
+    state = jax.jit(lambda r, bt, tv: step_lib.init_state(networks, weighted, tx, r, bt, tv, n),
+                    compiler_options=xla_cpu_options.compiler_options(run_once=True))(
         jax.random.key(1), batch, teacher_vars)
     train = jax.jit(lambda st, tv, bt: step_lib.train_step(
         st, tv, bt, networks=networks, weighted_terms=tuple(weighted), schedule=optax.constant_schedule(0.01),
-        steps_per_epoch=10, dataset_size=n))
+        steps_per_epoch=10, dataset_size=n), compiler_options=xla_cpu_options.compiler_options())
     t0 = time.time()
     new_state, metrics = train(state, teacher_vars, batch)
     jax.block_until_ready(metrics)

@@ -43,7 +43,7 @@ TRAINED_ELSEWHERE = {
     "configs/jacobian_matching/cifar100_table2.py",       # tests/test_jacobian_matching.py, two rows
     "configs/baselines/fashion_mnist.py",                 # tests/test_baselines.py, teacher + CRD/MLLD/OFD
     "configs/cifar100_kd.py",  # its teacher + KD student = configs/baselines/cifar100.py's runlocal, run here
-    # The cifar100 tables' rows on Fashion-MNIST, whose local loader configs/fashion_mnist_kd.py trains here.
+    # The cifar100 tables' rows on Fashion-MNIST, whose local loader tests/test_baselines.py trains on.
     "configs/jacobian_matching/fashion_mnist_table1.py",
     "configs/jacobian_matching/fashion_mnist_table2.py",
     # The quickstart recipe (tests/test_experiments.py) on Fashion-MNIST, which tests/test_baselines.py trains on.

@@ -8,7 +8,7 @@ faster than XLA's own (per-channel sums of a 64x32x32x64 activation, i.e. BatchN
 resnet8x4 and 1.27x for VGG-9 -> VGG-4. Results are unchanged up to float32 summation order.
 
 Programs that run once (a train state's initialisation) also get `RUN_ONCE_OPTIONS`: without LLVM's optimisations
-they compile 3.5-6x faster (resnet32x4 16.7 -> 4.7 s, wrn_40_2 19.5 -> 4.9 s at width 1/8; the time goes to
+they compile 2-6x faster (resnet32x4 16.7 -> 4.7 s, wrn_40_2 19.5 -> 4.9 s at width 1/8; the time goes to
 optimising the unrolled threefry hashes of the parameter initialisers). They run slower, which matters little once:
 the full resnet32x4 -> resnet8x4 state with every zoo method's modules and CRD's 50,000-row banks takes 7.1 + 1.5 s
 against 14.5 + 0.3 s. Values move by float32 rounding only (largest parameter difference 6e-8).
