@@ -5,7 +5,7 @@ backward + SGD (momentum 0.9, weight decay 5e-4), 0.1 CE + 0.9 KD, batch 64, 32x
 
 Both sides use every core of the machine (XLA's and PyTorch's default thread pools); times are medians over
 `--repeats` steps after 3 warm-up steps, the kdjax and PyTorch steps alternating. kdjax's step is the trainer's own
-(`kdjax.train.step.train_step`, jitted on a one-device mesh with `kdjax.ops.xla_cpu_options`). Last line:
+(`kdjax.train.step.train_step`, jitted on the device mesh by `kdjax.ops.jit`, i.e. with its XLA:CPU options). Last line:
 `ratio kdjax/reference: X.XX`, the larger of the pairs' kdjax/PyTorch time ratios.
 """
 import argparse
@@ -46,9 +46,8 @@ def kdjax_step(teacher_name, student_name, batch, losses=None):
     the student's parameter count, the compiled step's XLA buffers in MiB: temp + arguments + outputs).
     `losses`: the step's terms (default 0.1 CE + 0.9 KD at T = 4)."""
     import jax
-    import ml_collections
 
-    from kdjax import models, parallel
+    from kdjax import models, parallel, tasks
     from kdjax.train import optim, step as step_lib, terms
 
     mesh = parallel.make_mesh()
@@ -59,14 +58,13 @@ def kdjax_step(teacher_name, student_name, batch, losses=None):
     teacher_vars = jax.device_put(teacher.init(jax.random.key(1), data["image"], train=False),
                                   parallel.replicated(mesh))
     weighted = terms.build_terms(losses or {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0)})
-    schedule = optim.make_schedule(ml_collections.ConfigDict(dict(name="constant", base_lr=0.05)),
-                                   steps_per_epoch=1, total_steps=1)
-    tx = optim.make_optimizer(ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, weight_decay=5e-4)), schedule)
+    tx, schedules = optim.make_optimizer(dict(name="sgd", momentum=0.9, weight_decay=5e-4),
+                                         dict(name="constant", base_lr=0.05), steps_per_epoch=1, total_steps=1)
     networks = step_lib.Networks(student, teacher)
     state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv),
                     out_shardings=parallel.replicated(mesh))(jax.random.key(0), data, teacher_vars)
-    train_step, _ = step_lib.compile_steps(mesh, networks=networks, weighted_terms=weighted, schedule=schedule,
-                                           steps_per_epoch=1)
+    train_step = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
+                                         task=tasks.get_task("classification"), schedules=schedules, steps_per_epoch=1)
     mem = train_step.lower(state, teacher_vars, data).compile().memory_analysis()
     xla_mib = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**20 if mem else 0.
     holder = {"state": state}

@@ -1,6 +1,7 @@
-"""CIFAR-100 KD, resnet32x4 -> resnet8x4, with the mdistiller / RepDistiller recipe (spec single_label_kd.md 0, 3.1).
+"""CIFAR-100 KD, resnet32x4 -> resnet8x4, with the mdistiller / RepDistiller recipe (Hinton et al. 2015;
+reference: megvii-research/mdistiller configs/cifar100/kd.yaml).
 
-Reproduces the KD cell of the standard benchmark table (spec section 2): teacher 79.42, student trained alone
+Reproduces the KD cell of the standard benchmark table (RepDistiller's README): teacher 79.42, student trained alone
 72.50, KD student 73.33 (RepDistiller README, last epoch; mdistiller reports the best epoch). kdjax logs both last
 (`final_accuracy`) and best (`best_accuracy`) top-1; compare last to RepDistiller, best to mdistiller, and average
 5 seeds (`:seed=N`) since single CIFAR runs spread by about +-0.3.
@@ -26,7 +27,7 @@ def get_config(arg=None):
     config.log_every_steps = 100
     config.eval_every_epochs = 1.0
     config.checkpoint.every_steps = 2000
-    config.data = common.data_block("cifar100", augment=("crop", "flip"), crop_padding=4)
+    config.data = common.data_block("cifar100", train="pad_crop(4)|flip")
 
     optimizer = common.sgd(weight_decay=5e-4, momentum=0.9)
     schedule = common.multistep(0.05, (150, 180, 210))

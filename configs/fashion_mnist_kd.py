@@ -24,7 +24,7 @@ def get_config(arg=None):
     config.eval_batch_size = 512
     config.log_every_steps = 100
     config.eval_every_epochs = 1.0
-    config.data = common.data_block("fashion_mnist", augment=("crop", "flip"), crop_padding=2)
+    config.data = common.data_block("fashion_mnist", train="pad_crop(2)|flip")
     student_data = dict(per_class=arg.per_class or None)
     student_epochs = 15 if not arg.per_class else max(15, 15 * 6000 // arg.per_class // 10)  # equal steps
 

@@ -22,7 +22,7 @@ def get_config(arg=None):
     config.log_every_steps = 50
     config.eval_every_epochs = 5.0
     config.checkpoint.every_steps = 500
-    config.data = common.data_block("digits", image_size=16, augment=("crop",), crop_padding=2)
+    config.data = common.data_block("digits", train="resize(16)|pad_crop(2)", eval="resize(16)")
 
     teacher_model = dict(name="vgg8", width=0.5)
     student_model = dict(name="vgg4", width=0.25)

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from configs.baselines import cifar100, fashion_mnist
-from experiments.jacobian_offline import _run, mean_std
+from experiments.reproduce import mean_std, run_stage_once
 
 NAMES = {"ce": "student alone (CE)", "kd": "KD", "fitnet": "FitNet", "at": "AT", "rkd": "RKD", "pkt": "PKT",
          "vid": "VID", "crd": "CRD", "ofd": "OFD", "reviewkd": "ReviewKD", "dkd": "DKD", "mlld": "MLLD"}
@@ -35,14 +35,14 @@ def main():
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     teacher_dir = os.path.join(args.workdir, "teacher")
-    teacher = _run(fashion_mnist.get_config("method=kd"), "teacher", teacher_dir)
+    teacher = run_stage_once(fashion_mnist.get_config("method=kd"), "teacher", teacher_dir)
     ckpt = os.path.join(teacher_dir, "teacher", "checkpoints")
     results, walls = {}, {}
     for seed in seeds:
         for method in methods:
             config = fashion_mnist.get_config(f"method={method},seed={seed},teacher_checkpoint={ckpt}")
             t0 = time.time()
-            r = _run(config, "student", os.path.join(args.workdir, f"{method}_seed{seed}"))
+            r = run_stage_once(config, "student", os.path.join(args.workdir, f"{method}_seed{seed}"))
             walls.setdefault(method, []).append(time.time() - t0)
             results.setdefault(method, []).append(r["final_accuracy"])
             print(f"{method} seed={seed}: {100 * r['final_accuracy']:.2f}", flush=True)

@@ -19,36 +19,17 @@ import numpy as np
 
 from configs.jacobian_matching import common as jm
 from configs.jacobian_matching import fashion_mnist_table1, fashion_mnist_table2
+from experiments.reproduce import mean_std, run_stage_once
 
 LAMBDAS = (0.0, 0.1, 1.0, 10.0)
 ROW_NAMES = {"ce": "CE", "ce_act": "CE + match act.", "ce_jac": "CE + match Jac.", "ce_act_jac": "CE + act. + Jac.",
              "act": "match act.", "act_jac": "act. + Jac."}
 
 
-def _run(config, stage, workdir, collect=False):
-    """Runs a cell unless its results exist; with `collect`, only reads finished cells (None for the others)."""
-    from kdjax.train import loop
-    path = os.path.join(workdir, stage, "results.json")
-    if os.path.exists(path):
-        return json.load(open(path))
-    if collect:
-        return None
-    result = loop.run_stage(config, stage, workdir)
-    if result["status"] == "preempted":  # SIGTERM: the cell is checkpointed; a relaunch resumes the sweep
-        raise SystemExit(f"preempted in {workdir}; relaunch the same command to resume")
-    return result
-
-
-def mean_std(values, expected_n=None):
-    values = 100 * np.asarray(values, float)
-    text = f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
-    return text if expected_n in (None, len(values)) else f"{text} (n={len(values)})"
-
-
 def table1(workdir, seeds, per_class, collect=False):
     """Seeds are the outer loop, so a sweep cut short leaves every cell with the same number of seeds."""
     teacher_dir = os.path.join(workdir, "teacher")
-    teacher = _run(fashion_mnist_table1.get_config(), "teacher", teacher_dir, collect)
+    teacher = run_stage_once(fashion_mnist_table1.get_config(), "teacher", teacher_dir, collect)
     ckpt = os.path.join(teacher_dir, "teacher", "checkpoints")
     results = {}
     for seed in seeds:
@@ -57,7 +38,7 @@ def table1(workdir, seeds, per_class, collect=False):
                 cell = os.path.join(workdir, f"t1_{method}_{n}_seed{seed}")
                 config = fashion_mnist_table1.get_config(
                     f"method={method},per_class={n},seed={seed},teacher_checkpoint={ckpt}")
-                r = _run(config, "student", cell, collect)
+                r = run_stage_once(config, "student", cell, collect)
                 if r is None:
                     continue
                 results.setdefault((method, n), []).append(r["final_accuracy"])
@@ -69,7 +50,7 @@ def table2(workdir, seeds, collect=False):
     results = {}
     for lam in LAMBDAS:
         for seed in seeds:
-            r = _run(fashion_mnist_table2.get_config(f"lam={lam},seed={seed}"), "model",
+            r = run_stage_once(fashion_mnist_table2.get_config(f"lam={lam},seed={seed}"), "model",
                      os.path.join(workdir, f"t2_lam{lam:g}_seed{seed}"), collect)
             if r is None:
                 continue

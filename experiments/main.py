@@ -3,12 +3,11 @@
     python -m experiments.main --config=configs/quickstart.py[:runlocal] --workdir=DIR [--stage=all|<stage>]
         [--config.stages.student_kd.losses.kd.temperature=2.0 ...]
 
-Writes `DIR/config.json` (the resolved config, git commit, JAX version and devices), then one folder per stage.
-A re-launch with the same DIR resumes: finished stages are kept, an interrupted one continues from its checkpoint.
+Validates every stage first, then trains them in order. Appends a launch record to `DIR/launches.jsonl` (code
+commit and dirty flag, devices, argv) and writes `DIR/config.json`, then one folder per stage. A re-launch with
+the same DIR resumes: finished stages are reported from their results, an interrupted one continues from its
+checkpoint. SIGTERM (preemption) at any point checkpoints and exits 0.
 """
-import json
-import os
-import subprocess
 import sys
 
 from absl import app, flags, logging
@@ -21,60 +20,47 @@ flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
-def _git_commit() -> str:
-    try:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _summary_table(results: list[dict]) -> str:
-    lines = ["| stage | model | steps | final top-1 | best top-1 (step) |", "|---|---|---|---|---|"]
+def summary_table(results: list[dict]) -> str:
+    lines = ["| stage | model | steps | metric | last | best (step) |", "|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['stage']} | {r['model']} | {r['step']} | {r.get('final_accuracy', float('nan')):.4f} | "
-                     f"{r['best_accuracy']:.4f} ({r['best_step']}) |")
+        metric = r.get("headline", "eval/accuracy")
+        last = r.get("final", {}).get(metric, float("nan"))
+        best = r.get("best", {}).get(metric, {}).get("value", float("nan"))
+        lines.append(f"| {r['stage']} | {r['model']} | {r['step']} | {metric} | {last:.4f} | {best:.4f} "
+                     f"({r.get('best_step', 0)}) |")
     return "\n".join(lines)
 
 
 def main(argv):
     del argv
-    config = FLAGS.config
-    if not FLAGS["verbosity"].present:  # Orbax and clu log every save at INFO; progress has its own line
-        logging.set_verbosity(logging.WARNING)
-    import jax  # after flag parsing: jax.distributed.initialize must precede any other JAX call
-    if config.multihost:
-        jax.distributed.initialize()
-    jax.config.update("jax_threefry_partitionable", True)
-    from kdjax.train import loop, recipe
+    from kdjax.train import preemption  # the SIGTERM handler covers start-up and compilation too
+    with preemption.handler():
+        print("kdjax: launching", flush=True)
+        config = FLAGS.config
+        if not FLAGS["verbosity"].present:  # Orbax and clu log every save at INFO; progress has its own line
+            logging.set_verbosity(logging.WARNING)
+        import jax
+        if config.multihost:
+            jax.distributed.initialize()  # before any computation
+        jax.config.update("jax_threefry_partitionable", True)
+        from kdjax.train import loop, recipe
 
-    order = recipe.stage_order(config)
-    if FLAGS.stage != "all" and FLAGS.stage not in order:
-        sys.exit(f"Unknown --stage={FLAGS.stage!r}; valid: 'all' or one of {order}")
-    stages = order if FLAGS.stage == "all" else [FLAGS.stage]
-    try:
-        recipe.validate(config, stages)
-    except recipe.ConfigError as e:
-        sys.exit(f"Config error: {e}")
-
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    if jax.process_index() == 0:
-        record = {"config": config.to_dict(), "git_commit": _git_commit(), "jax_version": jax.__version__,
-                  "devices": [str(d) for d in jax.devices()], "process_count": jax.process_count(),
-                  "argv": sys.argv}
-        with open(os.path.join(FLAGS.workdir, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, default=str)
-
-    results = []
-    for stage in stages:
-        result = loop.run_stage(config, stage, FLAGS.workdir)
-        results.append(result)
-        if result["status"] == "preempted":
-            print(f"Preempted during stage {stage!r}; relaunch the same command to resume.", flush=True)
+        try:
+            order = recipe.stage_order(config)
+            if FLAGS.stage != "all" and FLAGS.stage not in order:
+                sys.exit(f"Unknown --stage={FLAGS.stage!r}; valid: 'all' or one of {order}")
+            stages = order if FLAGS.stage == "all" else [FLAGS.stage]
+            specs = loop.validate(config, stages)
+        except recipe.ConfigError as e:
+            sys.exit(f"Config error: {e}")
+        results = loop.run(config, FLAGS.workdir, [s.name for s in specs], argv=sys.argv, validated=True)
+        preempted = [r["stage"] for r in results if r["status"] == "preempted"]
+        if preempted:
+            if jax.process_index() == 0:
+                print(f"Preempted during stage {preempted[0]!r}; relaunch the same command to resume.", flush=True)
             return
-    if jax.process_index() == 0:
-        print("\nResults (test split):\n" + _summary_table(results), flush=True)
+        if jax.process_index() == 0:
+            print("\nResults (evaluation split):\n" + summary_table(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
     python -m experiments.report DIR [DIR ...] [--out report.png]
 
 Each DIR is an experiment workdir (stages as subfolders) or a single stage folder. Prints a markdown table with
-one row per stage (final and best top-1, steps, wall time) and writes a PNG with the training loss and test
-accuracy curves of every stage, read from `metrics.jsonl`.
+one row per stage (last and best value of its headline metric, steps, wall time, commit) and writes a PNG with the
+training loss and headline-metric curves of every stage, read from `metrics.jsonl`.
 """
 import argparse
 import json
@@ -39,27 +39,32 @@ def read_metrics(stage_dir: str) -> list[dict]:
 
 
 def summarise(stage_dir: str) -> dict:
+    """Last and best value of the stage's headline metric (results.json's, else eval/accuracy), from the log, so a
+    running or stopped stage is summarised too. Best = max (all headline metrics kdjax ships are maximised)."""
     records = read_metrics(stage_dir)
-    evals = [r for r in records if "eval/accuracy" in r]
     results_path = os.path.join(stage_dir, "results.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+    metric = results.get("headline") or "eval/accuracy"
+    evals = [r for r in records if metric in r]
     return {
+        "metric": metric,
         "steps": max((r["step"] for r in records), default=0),
-        "final": evals[-1]["eval/accuracy"] if evals else float("nan"),
-        "best": max((r["eval/accuracy"] for r in evals), default=float("nan")),
-        "best_step": max(evals, key=lambda r: r["eval/accuracy"])["step"] if evals else 0,
+        "final": evals[-1][metric] if evals else float("nan"),
+        "best": max((r[metric] for r in evals), default=float("nan")),
+        "best_step": max(evals, key=lambda r: r[metric])["step"] if evals else 0,
         "wall_time": results.get("wall_time", float("nan")),
         "status": results.get("status", "running or stopped"),
+        "commit": results.get("code", {}).get("commit", "")[:10],
     }
 
 
 def markdown_table(stages: list[tuple[str, str]]) -> str:
-    lines = ["| run | steps | final top-1 | best top-1 (step) | wall time (s) | status |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| run | steps | metric | last | best (step) | wall time (s) | status | commit |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, path in stages:
         s = summarise(path)
-        lines.append(f"| {label} | {s['steps']} | {100 * s['final']:.2f} | {100 * s['best']:.2f} ({s['best_step']}) | "
-                     f"{s['wall_time']:.0f} | {s['status']} |")
+        lines.append(f"| {label} | {s['steps']} | {s['metric']} | {100 * s['final']:.2f} | {100 * s['best']:.2f} "
+                     f"({s['best_step']}) | {s['wall_time']:.0f} | {s['status']} | {s['commit']} |")
     return "\n".join(lines)
 
 
@@ -67,12 +72,13 @@ def plot(stages: list[tuple[str, str]], out: str) -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for label, path in stages:
         records = read_metrics(path)
+        metric = summarise(path)["metric"]
         train = [r for r in records if "loss/total" in r]
-        evals = [r for r in records if "eval/accuracy" in r]
+        evals = [r for r in records if metric in r]
         ax_loss.plot([r["step"] for r in train], [r["loss/total"] for r in train], label=label)
-        ax_acc.plot([r["step"] for r in evals], [100 * r["eval/accuracy"] for r in evals], marker=".", label=label)
+        ax_acc.plot([r["step"] for r in evals], [100 * r[metric] for r in evals], marker=".", label=f"{label} ({metric})")
     ax_loss.set(xlabel="step", ylabel="training loss (weighted total)", yscale="log", title="Training loss")
-    ax_acc.set(xlabel="step", ylabel="test top-1 (%)", title="Test accuracy")
+    ax_acc.set(xlabel="step", ylabel="headline metric (%)", title="Evaluation")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -13,8 +13,7 @@ import numpy as np
 import optax
 
 from configs.baselines import cifar100 as baselines
-from kdjax import models
-from kdjax.ops import xla_cpu_options
+from kdjax import models, ops, tasks
 from kdjax.train import step as step_lib
 from kdjax.train import terms
 
@@ -39,12 +38,11 @@ def main():
     networks = step_lib.Networks(student, teacher)
     teacher_vars = teacher.init(jax.random.key(0), x, train=False)
     tx = optax.sgd(0.01)
-    state = jax.jit(lambda r, bt, tv: step_lib.init_state(networks, weighted, tx, r, bt, tv, n),
-                    compiler_options=xla_cpu_options.compiler_options(run_once=True))(
+    state = ops.jit(lambda r, bt, tv: step_lib.init_state(networks, weighted, tx, r, bt, tv, n), run_once=True)(
         jax.random.key(1), batch, teacher_vars)
-    train = jax.jit(lambda st, tv, bt: step_lib.train_step(
-        st, tv, bt, networks=networks, weighted_terms=tuple(weighted), schedule=optax.constant_schedule(0.01),
-        steps_per_epoch=10, dataset_size=n), compiler_options=xla_cpu_options.compiler_options())
+    train = ops.jit(lambda st, tv, bt: step_lib.train_step(
+        st, tv, bt, networks=networks, weighted_terms=tuple(weighted), task=tasks.get_task("classification"),
+        schedules={"default": optax.constant_schedule(0.01)}, steps_per_epoch=10, dataset_size=n))
     t0 = time.time()
     new_state, metrics = train(state, teacher_vars, batch)
     jax.block_until_ready(metrics)

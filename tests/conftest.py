@@ -23,3 +23,14 @@ jax.config.update("jax_threefry_partitionable", True)
 def pytest_sessionfinish(session):
     if _OWN_CACHE and "PYTEST_XDIST_WORKER" not in os.environ:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tfds_splits():
+    """Opened splits are cached per process; tests mock TFDS with different data, so each starts uncached."""
+    from kdjax.data import sources
+    sources._open.cache_clear()
+    yield

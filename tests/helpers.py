@@ -18,8 +18,7 @@ def tiny_config(*, steps: int = 4, batch_size: int = 16, distill: bool = True) -
     config.log_every_steps = 1
     config.eval_every_epochs = 100.0
     config.checkpoint.every_steps = 1
-    config.data = common.data_block("digits", image_size=8, augment=("crop", "flip"), crop_padding=1,
-                                    eval_split="test[:64]")
+    config.data = common.data_block("digits", train="pad_crop(1)|flip", eval_split="test[:64]")
     opt, sched = common.sgd(), common.multistep(0.05, (1,))
     config.stages.teacher = common.stage(dict(name="vgg4", width=0.125), {"ce": dict(weight=1.0)},
                                          optimizer=opt, schedule=sched, num_epochs=1)

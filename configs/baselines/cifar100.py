@@ -1,11 +1,11 @@
 """CIFAR-100 single-label KD baselines: every method x every standard pair, with the mdistiller recipe.
 
-Reproduces one cell of the benchmark table (spec single_label_kd.md section 2; paper 003 Tables 1-3 compare
-against it): `method` in ce (student alone), kd, fitnet, at, rkd, pkt, vid, crd, ofd, reviewkd, dkd, mlld;
+Reproduces one cell of the benchmark table (RepDistiller / mdistiller READMEs, DKD and MLLD papers;
+the ICD paper's Tables 1-3 compare against it): `method` in ce (student alone), kd, fitnet, at, rkd, pkt, vid, crd, ofd, reviewkd, dkd, mlld;
 `pair` = <teacher>-<student>, one of resnet32x4-resnet8x4, wrn_40_2-wrn_16_2, vgg13-vgg8, resnet50_cifar-mobilenetv2,
 wrn_40_2-shufflev1, resnet32x4-shufflev2, resnet32x4-shufflev1, vgg13-mobilenetv2. The published top-1 of each cell
 is in configs/baselines/README.md (and `config.published_top1`).
-Recipe (spec 0, 3): SGD momentum 0.9, weight decay 5e-4 (student and every method module), global batch 64, 240
+Recipe (mdistiller / RepDistiller): SGD momentum 0.9, weight decay 5e-4 (student and every method module), global batch 64, 240
 epochs, LR x0.1 at 150/180/210, base LR 0.05 (0.01 for MobileNetV2/ShuffleNet students); crop 32 pad 4 + flip;
 per-method weights of mdistiller/RepDistiller; DKD and ReviewKD warm up over 20 epochs; OFD runs the teacher's BN
 on batch statistics; CRD ships 16384 negatives per example from the input pipeline; MLLD trains on weak and strong
@@ -29,8 +29,9 @@ PAIRS = ("resnet32x4-resnet8x4", "wrn_40_2-wrn_16_2", "vgg13-vgg8", "resnet50_ci
          "wrn_40_2-shufflev1", "resnet32x4-shufflev2", "resnet32x4-shufflev1", "vgg13-mobilenetv2")
 METHODS = ("ce", "kd", "fitnet", "at", "rkd", "pkt", "vid", "crd", "ofd", "reviewkd", "dkd", "mlld")
 SMALL_LR_STUDENTS = ("mobilenetv2", "shufflev1", "shufflev2")
+WEAK = "pad_crop(4)|flip"  # RandomCrop(32, padding=4) + RandomHorizontalFlip
 
-# spec section 2: (teacher, student alone) and each method's published top-1 per pair, in METHODS[1:] order
+# RepDistiller / mdistiller READMEs, DKD / MLLD papers: (teacher, student alone) and each method's published top-1 per pair, in METHODS[1:] order
 PUBLISHED = {
     "resnet32x4-resnet8x4": ((79.42, 72.50), (73.33, 73.50, 73.44, 71.90, 73.64, 73.09, 75.51, 74.95, 75.63, 76.32, 77.08)),
     "wrn_40_2-wrn_16_2": ((75.61, 73.26), (74.92, 73.58, 74.08, 73.35, 74.54, 74.11, 75.48, 75.24, 76.12, 76.23, 76.63)),
@@ -54,7 +55,7 @@ MLLD_EPOCHS = {"resnet50_cifar-mobilenetv2": 480, "vgg13-mobilenetv2": 480, "wrn
 
 
 def method_losses(method: str, pair: str) -> dict:
-    """The loss block of one method (spec 3): weights and options as in the reference recipes."""
+    """The loss block of one method : weights and options as in the reference recipes."""
     student = pair.split("-")[1]
     table = {
         "ce": {"ce": dict(weight=1.0)},
@@ -95,8 +96,8 @@ def get_config(arg=None):
     config.log_every_steps = 100
     config.eval_every_epochs = 1.0
     config.checkpoint.every_steps = 2000
-    config.data = common.data_block("cifar100", augment=("crop", "flip"), crop_padding=4)
-    config.published_top1 = published_top1(arg.method, arg.pair)
+    config.data = common.data_block("cifar100", train=WEAK)
+    config.info.published_top1 = published_top1(arg.method, arg.pair)
 
     small = student_name in SMALL_LR_STUDENTS
     optimizer = common.sgd(weight_decay=5e-4, momentum=0.9)
@@ -106,7 +107,7 @@ def get_config(arg=None):
     if arg.method == "mlld":
         losses["mlld"]["variant"] = arg.mlld_variant
         base_lr, epochs = (0.01 if small else 0.025), MLLD_EPOCHS.get(arg.pair, 240)
-        data = dict(strong_augment=("crop", "flip", "randaugment", "cutout"))
+        data = dict(views={"image": WEAK, "image_strong": WEAK + "|randaugment|cutout"})
     if arg.method == "crd":
         data = dict(contrast_negatives=16384)
 

@@ -19,6 +19,7 @@ PAIR = "resnet32x4-resnet8x4"
 WIDTH = 0.25
 STUDENT_STEPS = 600
 PER_CLASS = 200
+WEAK = "resize(16)|pad_crop(2)|flip"
 
 
 def get_config(arg=None):
@@ -31,7 +32,7 @@ def get_config(arg=None):
     config.log_every_steps = 100
     config.eval_every_epochs = 1e9  # evaluate once, at the end
     config.checkpoint.every_steps = 1000
-    config.data = common.data_block("fashion_mnist", image_size=16, augment=("crop", "flip"), crop_padding=2)
+    config.data = common.data_block("fashion_mnist", train=WEAK, eval="resize(16)")
 
     teacher_model = dict(name=PAIR.split("-")[0], width=WIDTH)
     optimizer = common.sgd(weight_decay=5e-4, momentum=0.9)
@@ -43,7 +44,7 @@ def get_config(arg=None):
     if arg.method == "crd":
         data["contrast_negatives"] = 1024
     if arg.method == "mlld":
-        data["strong_augment"] = ("crop", "flip", "randaugment", "cutout")
+        data["views"] = {"image": WEAK, "image_strong": WEAK + "|randaugment|cutout"}
 
     config.stages.teacher = common.stage(teacher_model, {"ce": dict(weight=1.0)}, optimizer=optimizer,
                                          schedule=common.multistep(0.05, (2,)), num_epochs=2)

@@ -1,4 +1,4 @@
-"""Paper 004 Table 1 (shared/papers/004_e26245b50cc5f5b7.txt): VGG-9 -> VGG-4 on CIFAR-100 few-shot subsets.
+"""Srinivas & Fleuret (ICML 2018) Table 1: VGG-9 -> VGG-4 on CIFAR-100 few-shot subsets.
 
 One cell per launch: `:method=<row>,per_class=<n>` with rows ce, ce_act, ce_jac, ce_act_jac, act, act_jac
 (CE / activation matching / Jacobian matching weights alpha, beta, gamma in {0, 1}, Sec 10.2) and n in
@@ -6,7 +6,7 @@ One cell per launch: `:method=<row>,per_class=<n>` with rows ce, ce_act, ce_jac,
 39.55, ce at 10/class 20.03, ce_act at 500/class 56.65; the VGG-9 teacher reaches 64.78.
 Protocol: teacher VGG-9 on the full train split; student VGG-4 on a class-balanced subset drawn from the seed
 (`subset_seed` defaults to `seed`); Adam 1e-3 -> 1e-4 at epoch 400 of 500, batch 128 (capped at the subset size,
-a multiple of 8); no augmentation, mdistiller normalisation (spec 5.6: augmentation is not stated in the paper).
+a multiple of 8); no augmentation, mdistiller normalisation (the paper states no augmentation).
 Activation matching = per-example sum of squared logit differences; Jacobian matching = squared distance of the
 true-class input gradients (unnormalised), BatchNorm on running statistics inside the Jacobian term. Report the
 last-epoch top-1 (`final_accuracy`), mean over seeds.
@@ -30,7 +30,7 @@ def get_config(arg=None):
     config.log_every_steps = 100
     config.eval_every_epochs = 10.0
     config.checkpoint.every_steps = 2000
-    config.data = common.data_block("cifar100", augment=())
+    config.data = common.data_block("cifar100")
     jm.table1_stages(config, method=arg.method, per_class=arg.per_class, teacher_epochs=500, student_epochs=500,
                      teacher_model=dict(name="vgg9"), student_model=dict(name="vgg4"),
                      teacher_checkpoint=arg.teacher_checkpoint)

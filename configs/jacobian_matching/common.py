@@ -1,4 +1,5 @@
-"""Shared pieces of the Jacobian-matching configs (shared/papers/004; spec single_label_kd.md section 5)."""
+"""Shared pieces of the Jacobian-matching configs (Srinivas & Fleuret, "Knowledge Transfer with Jacobian Matching",
+ICML 2018)."""
 from configs import common
 
 # Table 1 rows: (CE weight alpha, activation-matching weight beta, Jacobian-matching weight gamma), Sec 10.2.

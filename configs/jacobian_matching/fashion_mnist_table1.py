@@ -25,7 +25,7 @@ def get_config(arg=None):
     config.log_every_steps = 50
     config.eval_every_epochs = 1e9  # evaluate once, at the end
     config.checkpoint.every_steps = 1000
-    config.data = common.data_block("fashion_mnist", image_size=32, augment=())
+    config.data = common.data_block("fashion_mnist", train="resize(32)", eval="resize(32)")
     jm.table1_stages(config, method=arg.method, per_class=arg.per_class, teacher_epochs=TEACHER_EPOCHS,
                      student_epochs=1, teacher_model=dict(name="vgg9", width=0.25),
                      student_model=dict(name="vgg4", width=0.25), teacher_checkpoint=arg.teacher_checkpoint)

@@ -19,13 +19,13 @@ def get_config(arg=None):
     config.log_every_steps = 50
     config.eval_every_epochs = 1e9
     config.checkpoint.every_steps = 1000
-    config.data = common.data_block("fashion_mnist", image_size=32, augment=(), per_class=500)
+    config.data = common.data_block("fashion_mnist", train="resize(32)", eval="resize(32)", per_class=500)
     losses = {"ce": dict(weight=1.0)}
     if arg.lam:
         losses["jacobian_norm"] = dict(weight=arg.lam, output="label")
     config.stages.model = common.stage(dict(name="vgg9", width=0.25), losses, optimizer=common.adam(),
                                        schedule=common.multistep(1e-3, (5,)), num_epochs=6,
-                                       noise_sigmas=cifar100_table2.SIGMAS)
+                                       evals=cifar100_table2.noise_evals(arg.seed))
     config.stage_order = ("model",)
     if arg.runlocal:
         common.runlocal(config)

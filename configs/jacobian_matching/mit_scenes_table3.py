@@ -47,9 +47,10 @@ def get_config(arg=None):
     config.log_every_steps = 100
     config.eval_every_epochs = 5.0
     config.checkpoint.every_steps = 2000
-    config.data = common.data_block(f"folder:{os.path.expanduser(arg.data_root)}", image_size=arg.image_size,
-                                    augment=("flip",), per_class=arg.per_class or None)
-    config.data.normalization = "imagenet"
+    size = arg.image_size
+    config.data = common.data_block(f"folder:{os.path.expanduser(arg.data_root)}", train=f"resize({size}, {size})|flip",
+                                    eval=f"resize({size}, {size})", per_class=arg.per_class or None,
+                                    normalization="imagenet")
     losses = {"ce": dict(weight=ce)}
     if act:
         losses["lwf"] = dict(weight=act, head="aux_logits", form="squared_error")
@@ -73,6 +74,8 @@ def get_config(arg=None):
         if not arg.student_init and not arg.runlocal:
             raise ValueError("method=oracle needs :student_init=<kdjax checkpoint of an ImageNet-pretrained VGG-9>")
         config.stages.student.init_from = arg.student_init
+        # the ImageNet classifier (1000 classes) cannot seed the 67-way head; the LwF head is new
+        config.stages.student.init_allow_random = (r"^params/(Dense_0|aux_head)/",)
     config.stage_order = ("student",)
     if arg.runlocal:
         common.runlocal(config)

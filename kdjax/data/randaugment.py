@@ -1,4 +1,5 @@
-"""RandAugment + Cutout as stateless tf.data ops: MLLD's strong view (spec single_label_kd.md 3.11).
+"""RandAugment + Cutout as stateless tf.data ops: MLLD's strong view (Jin et al., CVPR 2023; reference:
+Jin-Ying/Multi-Level-Logit-Distillation mdistiller/dataset/cifar100.py).
 
 Per image: 2 ops drawn uniformly (with replacement) from the 14 PIL-style ops below, each with a magnitude drawn
 uniformly from its range; then Cutout: a square of side U(0, 0.5) * image size at a uniform random centre (clipped
@@ -150,10 +151,10 @@ def rand_augment(image, seed, num_ops: int = 2):
 
 def cutout(image, seed, max_fraction: float = 0.5):
     """A square of side U(0, max_fraction) * H at a uniform random centre, clipped, filled with CUTOUT_FILL."""
-    h, w = image.shape[0], image.shape[1]
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
     u = tf.random.stateless_uniform([3], seed)
-    side = tf.cast(u[0] * max_fraction * h, tf.int32)
-    cy, cx = tf.cast(u[1] * h, tf.int32), tf.cast(u[2] * w, tf.int32)
+    side = tf.cast(u[0] * max_fraction * tf.cast(h, tf.float32), tf.int32)
+    cy, cx = tf.cast(u[1] * tf.cast(h, tf.float32), tf.int32), tf.cast(u[2] * tf.cast(w, tf.float32), tf.int32)
     y0, y1 = tf.maximum(cy - side // 2, 0), tf.minimum(cy - side // 2 + side, h)
     x0, x1 = tf.maximum(cx - side // 2, 0), tf.minimum(cx - side // 2 + side, w)
     rows, cols = tf.range(h)[:, None], tf.range(w)[None, :]

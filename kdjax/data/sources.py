@@ -1,26 +1,29 @@
-"""Where examples come from: TFDS builders or offline sources that need no download.
+"""Where examples come from: random-access splits (global index -> example), whatever the storage.
 
-A source yields, per split, a deterministic-order `tf.data.Dataset` of dicts
-`{'image': uint8 [H, W, C], 'label': int32, 'index': int64}`; `index` is the example's position in the full split,
-the same on every process, so few-shot subsets, per-example augmentation seeds and (later) CRD memory indices refer
-to one global numbering.
+A `Split` is one split of a dataset, read by global index. It holds every label in memory (class ids [N] int32,
+or multi-hot [N, C] float32), computed once when the split is opened, and reaches the images either decoded in
+memory (`images`, uint8 [N, H, W, C]: the small offline datasets) or encoded (`records[i]` -> PNG/JPEG bytes),
+decoded by the input pipeline per step, so a dataset never has to fit in RAM decoded.
 
-Offline sources:
+Dataset names:
 - `digits`: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), a fixed stratified split of 1,437 train /
-  360 test images (random_state 0), pixel values 0..16 scaled to 0..255.
-- `fashion_mnist`: the IDX files of Debian's `dataset-fashion-mnist` package (60,000 / 10,000 28x28 images).
-Any other name is a TFDS builder (`cifar100`, `tfds:fashion_mnist` to force TFDS for a name an offline source uses),
-or `folder:<root>` for images in class folders (`<root>/<split>/<class>/*.jpg`, tfds ImageFolder).
+  360 test images (random_state 0), pixel values 0..16 scaled to 0..255;
+- `fashion_mnist`: the IDX files of Debian's `dataset-fashion-mnist` package (60,000 / 10,000 28x28 images);
+- any TFDS name (`cifar100`, `caltech_birds2011`, `tfds:fashion_mnist` to force TFDS for a name used above):
+  random access through `tfds.data_source` when the dataset was prepared as ArrayRecord; a split prepared as
+  TFRecord (TFDS's default) is read once into memory as encoded bytes (its file size in RAM);
+- `folder:<root>`: images in class folders, `<root>/<split>/<class>/<image>`, classes in sorted order.
+Split names may take a first-N slice, `test[:64]` (every source), and TFDS split arithmetic (`train+test`).
 """
 import dataclasses
 import difflib
+import functools
 import gzip
 import os
 import re
+from typing import Callable, Sequence
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FASHION_MNIST_FILES = {
@@ -30,82 +33,95 @@ _FASHION_MNIST_FILES = {
 OFFLINE_NAMES = ("digits", "fashion_mnist")
 TFDS_PREFIX = "tfds:"
 FOLDER_PREFIX = "folder:"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def parse_split(split: str) -> tuple[str, int | None]:
-    """'test[:64]' -> ('test', 64): the first N examples, for every source (ImageFolder has no TFDS slicing).
-    Other TFDS slice syntax ('train[10%:]') is passed through unchanged to TFDS builders."""
-    match = re.fullmatch(r"(\w+)\[:(\d+)\]", split)
+    """'test[:64]' -> ('test', 64): the first N examples. Other strings pass unchanged."""
+    match = re.fullmatch(r"([\w+]+)\[:(\d+)\]", split)
     return (match.group(1), int(match.group(2))) if match else (split, None)
 
 
-@dataclasses.dataclass(frozen=True)
-class ArraySource:
-    """A dataset held in memory as uint8 images and int labels per split."""
+class _Taken(Sequence):
+    """records[indices[i]]: a subset of a random-access sequence without copying it."""
+
+    def __init__(self, records, indices):
+        self._records, self._indices = records, np.asarray(indices)
+
+    def __len__(self):
+        return len(self._indices)
+
+    def __getitem__(self, i):
+        return self._records[int(self._indices[i])]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    """One split, random access. Exactly one of `images` (decoded, in memory) and `records` (encoded bytes) is set."""
     name: str
+    labels: np.ndarray
     num_classes: int
-    splits: dict  # split -> (images uint8 [N, H, W, C], labels int [N])
+    class_names: tuple[str, ...]
+    images: np.ndarray | None = None
+    records: Sequence | None = None
+    channels: int = 3
 
-    def _split(self, split):
-        name, n = parse_split(split)
-        if name not in self.splits:
-            raise ValueError(f"Dataset {self.name!r} has no split {split!r}; valid splits: {sorted(self.splits)} "
-                             "(optionally sliced as 'name[:N]')")
-        images, labels = self.splits[name]
-        return images[:n], labels[:n]
+    def __post_init__(self):
+        if (self.images is None) == (self.records is None):
+            raise ValueError(f"split {self.name}: set exactly one of images and records")
+        if len(self.labels) != (len(self.images) if self.images is not None else len(self.records)):
+            raise ValueError(f"split {self.name}: {len(self.labels)} labels for a different number of images")
 
-    def labels(self, split: str) -> np.ndarray:
-        return np.asarray(self._split(split)[1], np.int32)
+    def __len__(self) -> int:
+        return len(self.labels)
 
-    def dataset(self, split: str) -> tf.data.Dataset:
-        images, labels = self._split(split)
-        return tf.data.Dataset.from_tensor_slices({
-            "image": images, "label": labels.astype(np.int32), "index": np.arange(len(labels), dtype=np.int64)})
+    @property
+    def label_kind(self) -> str:
+        """'class' (int class ids) or 'multi_hot' (float 0/1 per class)."""
+        return "class" if self.labels.ndim == 1 else "multi_hot"
 
+    @functools.cached_property
+    def class_counts(self) -> np.ndarray:
+        """Examples per class (positives per class for multi-hot labels)."""
+        if self.label_kind == "class":
+            return np.bincount(self.labels, minlength=self.num_classes)
+        return self.labels.sum(axis=0).astype(np.int64)
 
-class TfdsSource:
-    """A TFDS builder with an `image` and a class-label `label` feature, read in its deterministic file order."""
+    def take(self, indices, name: str) -> "Split":
+        """The examples at `indices`, renumbered 0..len-1."""
+        indices = np.asarray(indices, np.int64)
+        return dataclasses.replace(
+            self, name=name, labels=self.labels[indices],
+            images=None if self.images is None else self.images[indices],
+            records=None if self.records is None else _Taken(self.records, indices))
 
-    def __init__(self, name: str, data_dir: str | None = None, builder=None):
-        self.name = name
-        try:
-            self.builder = builder or tfds.builder(name, data_dir=data_dir)
-        except tfds.core.registered.DatasetNotFoundError as e:
-            close = difflib.get_close_matches(name, tfds.list_builders(), n=5)
-            raise ValueError(f"Unknown dataset {name!r}: neither an offline source ({', '.join(OFFLINE_NAMES)}) nor a "
-                             f"TFDS builder. Close TFDS names: {close or 'none'}") from e
-        features = self.builder.info.features
-        if "image" not in features or "label" not in features:
-            raise ValueError(f"TFDS dataset {name!r} has features {list(features)}; kdjax image classification "
-                             "needs 'image' and 'label'")
-        self.num_classes = features["label"].num_classes
-
-    def _as_dataset(self, split, decoders=None):
-        name, n = parse_split(split)
-        try:
-            ds = self.builder.as_dataset(split=name, shuffle_files=False, decoders=decoders)
-        except (AssertionError, ValueError, KeyError) as e:
-            raise ValueError(f"Cannot read split {split!r} of dataset {self.name!r}: {e}") from e
-        return ds if n is None else ds.take(n)
-
-    def labels(self, split: str) -> np.ndarray:
-        ds = self._as_dataset(split, decoders={"image": tfds.decode.SkipDecoding()})
-        ds = ds.map(lambda ex: ex["label"]).batch(4096)
-        return np.concatenate([np.asarray(b) for b in ds.as_numpy_iterator()]).astype(np.int32)
-
-    def dataset(self, split: str) -> tf.data.Dataset:
-        ds = self._as_dataset(split).enumerate()
-        return ds.map(lambda i, ex: {"image": ex["image"], "label": tf.cast(ex["label"], tf.int32), "index": i})
+    def with_classes(self, lo: int, hi: int) -> "Split":
+        """The examples whose class id lies in [lo, hi) (deep-metric-learning class splits); labels stay as they
+        are (Roth et al.'s convention: raw class keys)."""
+        if self.label_kind != "class":
+            raise ValueError(f"split {self.name}: a class range needs class-id labels, not multi-hot labels")
+        if not 0 <= lo < hi <= self.num_classes:
+            raise ValueError(f"split {self.name}: class range [{lo}, {hi}) outside the {self.num_classes} classes")
+        keep = np.flatnonzero((self.labels >= lo) & (self.labels < hi))
+        return self.take(keep, f"{self.name}[classes {lo}:{hi}]")
 
 
-def _load_digits() -> ArraySource:
+# ---- offline sources ------------------------------------------------------------------------------------------------
+def _array_split(dataset, split, images, labels, num_classes):
+    return Split(f"{dataset}:{split}", np.asarray(labels, np.int32), num_classes,
+                 tuple(str(c) for c in range(num_classes)), images=images, channels=images.shape[-1])
+
+
+@functools.cache
+def _digits() -> dict:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int32)
-    x_tr, x_te, y_tr, y_te = train_test_split(images, labels, test_size=360, stratify=labels, random_state=0)
-    return ArraySource("digits", 10, {"train": (x_tr, y_tr), "test": (x_te, y_te)})
+    x_tr, x_te, y_tr, y_te = train_test_split(images, digits.target, test_size=360, stratify=digits.target,
+                                              random_state=0)
+    return {"train": _array_split("digits", "train", x_tr, y_tr, 10),
+            "test": _array_split("digits", "test", x_te, y_te, 10)}
 
 
 def _read_idx(path: str) -> np.ndarray:
@@ -116,7 +132,8 @@ def _read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _load_fashion_mnist(directory: str = FASHION_MNIST_DIR) -> ArraySource:
+@functools.cache
+def _fashion_mnist(directory: str = FASHION_MNIST_DIR) -> dict:
     splits = {}
     for split, (image_file, label_file) in _FASHION_MNIST_FILES.items():
         paths = [os.path.join(directory, f) for f in (image_file, label_file)]
@@ -126,23 +143,136 @@ def _load_fashion_mnist(directory: str = FASHION_MNIST_DIR) -> ArraySource:
                 f"Fashion-MNIST files not found: {missing}. Install them with "
                 "`apt-get install -y dataset-fashion-mnist` (Debian/Ubuntu), or set "
                 f"data.name='{TFDS_PREFIX}fashion_mnist' to download the dataset through TFDS.")
-        splits[split] = (_read_idx(paths[0])[..., None], _read_idx(paths[1]).astype(np.int32))
-    return ArraySource("fashion_mnist", 10, splits)
+        splits[split] = _array_split("fashion_mnist", split, _read_idx(paths[0])[..., None], _read_idx(paths[1]), 10)
+    return splits
 
 
-def folder_source(root: str) -> TfdsSource:
-    """Images in class folders, `root/<split>/<class>/<image>` (tfds ImageFolder), e.g. MIT Indoor-67."""
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"image folder {root!r} does not exist; expected {root}/<split>/<class>/<images>")
-    return TfdsSource(f"{FOLDER_PREFIX}{root}", builder=tfds.folder_dataset.ImageFolder(root))
+# ---- TFDS -----------------------------------------------------------------------------------------------------------
+def _class_label(key: str) -> Callable:
+    return lambda example: int(example[key])
 
 
-def get_source(name: str, *, data_dir: str | None = None):
-    """Returns the source for a dataset name: offline name, TFDS name, 'tfds:<name>' or 'folder:<root>'."""
+# How to read the label of each TFDS dataset kdjax knows; every other one uses its `label` feature. Multi-hot
+# datasets (VOC, COCO) register a function returning a 0/1 vector.
+TFDS_LABELS: dict[str, Callable] = {"stanford_online_products": _class_label("class_id")}
+TFDS_LABEL_FEATURES: dict[str, str] = {"stanford_online_products": "class_id"}
+
+
+def _tfds_builder(name: str, data_dir):
+    import tensorflow_datasets as tfds
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        close = difflib.get_close_matches(name, tfds.list_builders(), n=5)
+        raise ValueError(f"Unknown dataset {name!r}: neither an offline source ({', '.join(OFFLINE_NAMES)}), "
+                         f"'{FOLDER_PREFIX}<root>' nor a TFDS builder. Close TFDS names: {close or 'none'}") from e
+
+
+class _FeatureColumn(Sequence):
+    """data_source[i][key]: one feature of a random-access TFDS split."""
+
+    def __init__(self, source, key):
+        self._source, self._key = source, key
+
+    def __len__(self):
+        return len(self._source)
+
+    def __getitem__(self, i):
+        return self._source[int(i)][self._key]
+
+
+def _tfds_split(name: str, split: str, data_dir) -> Split:
+    import tensorflow_datasets as tfds
+    builder = _tfds_builder(name, data_dir)
+    family = name.split("/")[0]
+    features = builder.info.features
+    label_key = TFDS_LABEL_FEATURES.get(family, "label")
+    if "image" not in features or (family not in TFDS_LABELS and label_key not in features):
+        raise ValueError(f"TFDS dataset {name!r} has features {list(features)}; kdjax needs an 'image' and a label "
+                         f"(register how to read it in kdjax.data.sources.TFDS_LABELS)")
+    label_of = TFDS_LABELS.get(family, _class_label(label_key))
+    decoders = {"image": tfds.decode.SkipDecoding()}
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir, decoders=decoders)
+        records = _FeatureColumn(source, "image")
+        labels = [label_of(source[i]) for i in range(len(source))]
+    except NotImplementedError:  # prepared as TFRecord: one sequential pass, images kept encoded
+        try:
+            ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+        except (AssertionError, ValueError, KeyError) as e:
+            raise ValueError(f"Cannot read split {split!r} of dataset {name!r}: {e}") from e
+        records, labels = [], []
+        for example in tfds.as_numpy(ds):
+            records.append(example["image"])
+            labels.append(label_of(example))
+    except (AssertionError, ValueError, KeyError) as e:
+        raise ValueError(f"Cannot read split {split!r} of dataset {name!r}: {e}") from e
+    label_feature = features[label_key] if label_key in features else None
+    num_classes = getattr(label_feature, "num_classes", None) or np.asarray(labels).shape[-1]
+    names = tuple(getattr(label_feature, "names", None) or (str(c) for c in range(num_classes)))
+    channels = (features["image"].shape[-1] or 3) if features["image"].shape else 3
+    labels = np.asarray(labels, np.int32 if np.asarray(labels).ndim == 1 else np.float32)
+    return Split(f"{name}:{split}", labels, num_classes, names, records=records, channels=channels)
+
+
+# ---- image folders --------------------------------------------------------------------------------------------------
+class _FileBytes(Sequence):
+    def __init__(self, paths):
+        self._paths = paths
+
+    def __len__(self):
+        return len(self._paths)
+
+    def __getitem__(self, i):
+        with open(self._paths[int(i)], "rb") as f:
+            return f.read()
+
+
+def _folder_split(root: str, split: str) -> Split:
+    directory = os.path.join(root, split)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"image folder {directory!r} does not exist; expected {root}/<split>/<class>/<images>")
+    classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
+    if not classes:
+        raise FileNotFoundError(f"image folder {directory!r} holds no class folders")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(f for f in os.listdir(os.path.join(directory, name)) if f.lower().endswith(IMAGE_EXTENSIONS))
+        paths += [os.path.join(directory, name, f) for f in files]
+        labels += [label] * len(files)
+    return Split(f"{FOLDER_PREFIX}{root}:{split}", np.asarray(labels, np.int32), len(classes), tuple(classes),
+                 records=_FileBytes(paths), channels=3)
+
+
+# ---- entry point ----------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=32)
+def _open(name: str, split: str, data_dir) -> Split:
     if name.startswith(FOLDER_PREFIX):
-        return folder_source(name.removeprefix(FOLDER_PREFIX))
-    if name == "digits":
-        return _load_digits()
-    if name == "fashion_mnist":
-        return _load_fashion_mnist()
-    return TfdsSource(name.removeprefix(TFDS_PREFIX), data_dir=data_dir)
+        return _folder_split(os.path.expanduser(name.removeprefix(FOLDER_PREFIX)), split)
+    if name in OFFLINE_NAMES:
+        splits = _digits() if name == "digits" else _fashion_mnist()
+        if split not in splits:
+            raise ValueError(f"Dataset {name!r} has no split {split!r}; valid splits: {sorted(splits)} "
+                             "(optionally sliced as 'name[:N]')")
+        return splits[split]
+    return _tfds_split(name.removeprefix(TFDS_PREFIX), split, data_dir)
+
+
+def get_split(name: str, split: str, *, data_dir: str | None = None,
+              classes: tuple[int, int] | None = None) -> Split:
+    """Opens (once per process) split `split` of dataset `name`; optionally the first N (`'test[:N]'`) and only
+    the classes in [lo, hi) (`classes=(lo, hi)`, applied before the slice)."""
+    base, first = parse_split(split)
+    result = _open(name, base, data_dir)
+    if classes is not None:
+        result = result.with_classes(*classes)
+    if first is not None:
+        result = result.take(np.arange(min(first, len(result))), f"{result.name}[:{first}]")
+    return result
+
+
+def check_dataset_name(name: str, data_dir: str | None = None) -> None:
+    """Raises ValueError (naming close matches) for a name that is no offline, folder or TFDS dataset."""
+    if name in OFFLINE_NAMES or name.startswith(FOLDER_PREFIX):
+        return
+    _tfds_builder(name.removeprefix(TFDS_PREFIX), data_dir)

@@ -1,4 +1,4 @@
-"""Contrastive representation distillation (CRD; RepDistiller crd/; spec 3.6) as pure functions.
+"""Contrastive representation distillation (CRD, Tian et al., ICLR 2020; reference: HobbitLong/RepDistiller crd/) as pure functions.
 
 The state (memory banks and normalisation constants) is a dict carried in the train state:
 `{'bank_s': [N, D], 'bank_t': [N, D], 'z_s': (), 'z_t': (), 'z_set': bool}` from `crd_init_state`.

@@ -4,7 +4,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.common import check_same_shape, upcast
+from kdjax.losses.common import check_same_shape, safe_norm, upcast
 
 
 def _bins(size_in: int, size_out: int):
@@ -23,8 +23,9 @@ def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
 
 def _attention_vector(f, p, reduce):
     a = reduce(jnp.power(upcast(f), p), axis=-1).reshape(f.shape[0], -1)
-    # torch F.normalize: x / max(||x||, 1e-12)
-    return a / jnp.maximum(jnp.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    # torch F.normalize: x / max(||x||, 1e-12); safe_norm: an all-zero map (dead ReLUs) has gradient 0, as in torch,
+    # where jnp.linalg.norm's gradient at 0 is NaN
+    return a / jnp.maximum(safe_norm(a, axis=-1, keepdims=True), 1e-12)
 
 
 def attention_transfer(student_feats: Sequence[jax.Array], teacher_feats: Sequence[jax.Array], *, p: float = 2,
@@ -60,7 +61,7 @@ def attention_transfer(student_feats: Sequence[jax.Array], teacher_feats: Sequen
 
 
 def fitnet(student_regressed: jax.Array, teacher_feature: jax.Array) -> jax.Array:
-    """FitNet hint loss: mean over all elements of (reg(f_s) - f_t)^2 (mdistiller FitNet, weight 100; spec 3.2).
+    """FitNet hint loss: mean over all elements of (reg(f_s) - f_t)^2 (Romero et al., ICLR 2015; mdistiller FitNet, weight 100).
     The regressor (ConvReg) is a trainable module applied by the caller."""
     check_same_shape(student_regressed, teacher_feature, "fitnet")
     return jnp.mean(jnp.square(upcast(student_regressed) - upcast(teacher_feature)))
@@ -77,7 +78,7 @@ def ofd_margins(bn_scale: jax.Array, bn_bias: jax.Array) -> jax.Array:
 
 def ofd(student_connected: Sequence[jax.Array], teacher_preact: Sequence[jax.Array],
         margins: Sequence[jax.Array]) -> jax.Array:
-    """OFD partial L2 (mdistiller `feat_loss`; spec 3.7), summed over stages with weight 1/2^(L-1-i).
+    """OFD partial L2 (Heo et al., ICCV 2019; mdistiller `feat_loss`), summed over stages with weight 1/2^(L-1-i).
 
     Elementwise with s = connector(f_s), t = teacher pre-ReLU feature, m = per-channel margin:
     (s - m)^2 where s > m >= t; (s - t)^2 where s > t and m < t <= 0; (s - t)^2 where t > 0. Per stage the sum over
@@ -98,7 +99,7 @@ def ofd(student_connected: Sequence[jax.Array], teacher_preact: Sequence[jax.Arr
 
 
 def review_hcl(student_feats: Sequence[jax.Array], teacher_feats: Sequence[jax.Array]) -> jax.Array:
-    """ReviewKD hierarchical context loss (mdistiller `hcl_loss`; spec 3.8), summed over zipped stage pairs.
+    """ReviewKD hierarchical context loss (Chen et al., CVPR 2021; mdistiller `hcl_loss`), summed over zipped stage pairs.
 
     Per pair of size h: MSE(fs, ft) + sum over k in (4, 2, 1), k < h, of w_k MSE(pool_k(fs), pool_k(ft)) with
     w = 1/2, 1/4, 1/8 in turn, divided by 1 + sum of the used w; pool_k = adaptive average pool to k x k.
@@ -119,7 +120,7 @@ def review_hcl(student_feats: Sequence[jax.Array], teacher_feats: Sequence[jax.A
 
 
 def vid(mean: jax.Array, teacher_feature: jax.Array, log_scale: jax.Array, *, eps: float = 1e-5) -> jax.Array:
-    """Variational information distillation (RepDistiller `VIDLoss`; spec 3.9): mean over (B, H, W, C) of
+    """Variational information distillation (Ahn et al., CVPR 2019; RepDistiller `VIDLoss`): mean over (B, H, W, C) of
     0.5 * ((mu - t)^2 / sigma^2 + log sigma^2), sigma^2 = softplus(log_scale) + eps per channel.
     `mean` is the regressor output mu(f_s) (a trainable module applied by the caller)."""
     check_same_shape(mean, teacher_feature, "vid")

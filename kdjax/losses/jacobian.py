@@ -1,4 +1,4 @@
-"""Jacobian losses (Srinivas & Fleuret 2018, shared/papers/004; spec single_label_kd.md section 5).
+"""Jacobian losses (Srinivas & Fleuret, "Knowledge Transfer with Jacobian Matching", ICML 2018).
 
 The networks are arguments: `fn(x) -> logits` or `fn(x) -> (logits, taps)`. Input gradients come from `jax.vjp`
 (one reverse pass per network) or, for the full-Jacobian estimator, `jax.jvp`; an outer `jax.grad` over the student's
@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from kdjax.ops import cpu_conv
 from kdjax.losses.common import upcast
 
 Selector = str | Sequence | Callable
@@ -94,7 +93,7 @@ def jacobian_matching_jvp(student_fn: Callable, teacher_fn: Callable, x: jax.Arr
                           num_tangents: int = 1, sigma: float = 1.0, tangents: jax.Array | None = None) -> jax.Array:
     """Unbiased forward-mode estimate of the full Jacobian match (1/B) sum_i ||J_s(x_i) - J_t(x_i)||_F^2.
 
-    kdjax extension (spec 5.5, not in the paper). For tangents v ~ N(0, sigma^2 I) of the input's shape,
+    kdjax extension, not in the paper. For tangents v ~ N(0, sigma^2 I) of the input's shape,
     E ||J_s v - J_t v||^2 = sigma^2 ||J_s - J_t||_F^2 over all K outputs; one `jax.jvp` per network and tangent.
     Returns mean over batch and tangents of ||J_s v - J_t v||^2 / sigma^2. Tangents are not normalised per example
     (unit tangents would estimate ||.||_F^2 / D).
@@ -118,8 +117,7 @@ def jacobian_matching_jvp(student_fn: Callable, teacher_fn: Callable, x: jax.Arr
 
     # `vmap` over the tangents, not `lax.map`: inside a while loop XLA:CPU ran the gradient of this term 50x slower
     # (VGG-4 at batch 32: 10.0 s vs 0.21 s; benchmarks/README.md).
-    with cpu_conv.xla_convolutions():  # forward mode: not through kdjax's custom-VJP CPU convolution
-        return jnp.mean(jax.vmap(one)(tangents)) / (sigma * sigma)
+    return jnp.mean(jax.vmap(one)(tangents)) / (sigma * sigma)
 
 
 def jacobian_norm_penalty(fn: Callable, x: jax.Array, labels: jax.Array, *, output: str = "label",
@@ -128,7 +126,7 @@ def jacobian_norm_penalty(fn: Callable, x: jax.Array, labels: jax.Array, *, outp
 
     `output='label'`: o = z_y, the true-class logit (kdjax default; the paper does not say which output);
     `'log_prob'`: o = log softmax(z)_y (the cross-entropy form of Eq. 3);
-    `'all'`: ||J||_F^2 over all K logits, estimated forward-mode with Gaussian tangents (spec 5.5; needs `key`).
+    `'all'`: ||J||_F^2 over all K logits, estimated forward-mode with Gaussian tangents (`jacobian_matching_jvp`; needs `key`).
     """
     if output == "all":
         zero = lambda inp: jax.lax.stop_gradient(jnp.zeros_like(upcast(_logits(fn(inp)))))

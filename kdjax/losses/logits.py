@@ -62,7 +62,7 @@ def _kl_rows(p_t: jax.Array, log_p_s: jax.Array) -> jax.Array:
 
 def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array, *, alpha: float = 1.0,
         beta: float = 8.0, temperature: float = 4.0) -> jax.Array:
-    """Decoupled KD: alpha * TCKD + beta * NCKD (mdistiller `dkd_loss`; spec 3.10).
+    """Decoupled KD: alpha * TCKD + beta * NCKD (Zhao et al., CVPR 2022; mdistiller `dkd_loss`).
 
     TCKD = T^2/B sum_i KL(b_t || b_s) on the binary [target, non-target] probabilities (log of b_s taken directly);
     NCKD = T^2/B sum_i KL(p^_t || p^_s) on softmax(z/T - 1000 * onehot(y)), the non-target distribution.
@@ -107,7 +107,7 @@ def _class_correlation(p_s, p_t, cmask=None):
 def mlld(student_logits_weak: jax.Array, teacher_logits_weak: jax.Array, student_logits_strong: jax.Array,
          teacher_logits_strong: jax.Array, *, variant: str = "official",
          temperatures=MLLD_TEMPERATURES) -> jax.Array:
-    """Multi-level logit distillation (Jin et al., CVPR'23; spec 3.11), without the CE terms and the 0.9 weight.
+    """Multi-level logit distillation (Jin et al., CVPR 2023), without the CE terms and the 0.9 weight.
 
     With P = softmax(z/T): KD_T = T^2 batchmean KL(P_t || P_s); BC_T = ||P_t P_t^T - P_s P_s^T||_F^2 / B;
     CC_T = ||P_t^T P_t - P_s^T P_s||_F^2 / C. Masks from the teacher's weak-view softmax at T = 1: mask_i = max_c p_ic

@@ -18,7 +18,7 @@ def _pdist(e, eps):
 
 def rkd(student_emb: jax.Array, teacher_emb: jax.Array, *, distance_weight: float = 25.0,
         angle_weight: float = 50.0, eps: float = 1e-12) -> jax.Array:
-    """Relational KD, distance + angle (mdistiller `rkd_loss`, squared=False; spec 3.4).
+    """Relational KD, distance + angle (Park et al., CVPR 2019; mdistiller `rkd_loss`, squared=False).
 
     Distances via |a|^2 + |b|^2 - 2ab clamped at eps then sqrt (duplicate rows give sqrt(eps) > 0, as in the
     reference), diagonal 0, divided by the mean of the strictly positive entries; Huber (delta 1) mean over B^2.
@@ -46,7 +46,7 @@ def rkd(student_emb: jax.Array, teacher_emb: jax.Array, *, distance_weight: floa
 
 
 def pkt(student_emb: jax.Array, teacher_emb: jax.Array, *, eps: float = 1e-7) -> jax.Array:
-    """Probabilistic knowledge transfer with the cosine kernel (mdistiller `PKT`; spec 3.5).
+    """Probabilistic knowledge transfer with the cosine kernel (Passalis & Tefas, ECCV 2018; mdistiller `PKT`).
 
     Rows divided by (L2 norm + eps) (an all-zero row stays zero), K = X X^T mapped to [0, 1] by (K + 1)/2,
     row-normalised into Q (student) and P (teacher); loss = mean over the B^2 entries of P log((P + eps)/(Q + eps)).

@@ -3,6 +3,8 @@
 Every model's `__call__(x, *, train)` takes NHWC float images and returns `(logits, taps)`; taps is a dict of
 named features (`feats`, `preact_feats`, `pooled`, ...) documented in each model module.
 """
+import dataclasses
+
 import flax.linen as nn
 
 from kdjax.models import cifar_resnet, cifar_resnet50, imagenet_resnet, mobilenetv2, shufflenet, vgg, wrn
@@ -16,7 +18,14 @@ def model_names() -> list[str]:
 
 
 def get_model(name: str, *, num_classes: int, **kw) -> nn.Module:
-    """Builds the registered model `name` with a `num_classes`-way classifier; kw go to the module (width, dtype)."""
+    """Builds the registered model `name` with a `num_classes`-way classifier; kw go to the module (width, dtype,
+    frozen_bn, ...); an unknown keyword is an error naming the model's options."""
     if name not in REGISTRY:
-        raise ValueError(f"Unknown model {name!r}; valid models: {', '.join(model_names())}")
-    return REGISTRY[name].get_model(name, num_classes=num_classes, **kw)
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
+    family = REGISTRY[name]
+    try:
+        return family.get_model(name, num_classes=num_classes, **kw)
+    except TypeError as e:
+        module = type(family.get_model(name, num_classes=num_classes))
+        valid = sorted(f.name for f in dataclasses.fields(module) if f.name not in ("parent", "name"))
+        raise ValueError(f"model {name!r}: {e}; valid options: {valid}") from e

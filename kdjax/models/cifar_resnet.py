@@ -1,4 +1,4 @@
-"""CIFAR ResNets (depth 6n+2) of mdistiller/RepDistiller `models/cifar/resnet.py` (spec single_label_kd.md 1).
+"""CIFAR ResNets (depth 6n+2) of mdistiller/RepDistiller `models/cifar/resnet.py` (reference: megvii-research/mdistiller).
 
 BasicBlock: conv3x3-BN-ReLU-conv3x3-BN, + shortcut (1x1 conv + BN when stride or width changes), ReLU.
 Taps: `feats` = [stem output, stage 1, 2, 3 outputs (after ReLU)], `preact_feats` = the same before the final
@@ -38,18 +38,20 @@ class CifarResNet(nn.Module):
     widths: tuple[int, int, int, int]
     num_classes: int
     width: float = 1.0
+    frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
+        train_bn = layers.bn_train(train, self.frozen_bn)
         widths = [layers.scaled(w, self.width) for w in self.widths]
         x = layers.conv(widths[0], 3, dtype=self.dtype)(x.astype(self.dtype))
-        x = nn.relu(layers.batch_norm(train, dtype=self.dtype)(x))
+        x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype)(x))
         feats, preacts, preact_bn = [x], [x], [None]
         for stage, (features, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
             for b in range(self.blocks_per_stage):
                 x, preact, affine = BasicBlock(features, stride if b == 0 else 1, dtype=self.dtype,
-                                       name=f"stage{stage + 1}_block{b}")(x, train=train)
+                                       name=f"stage{stage + 1}_block{b}")(x, train=train_bn)
             feats.append(x)
             preacts.append(preact)
             preact_bn.append(affine)

@@ -1,4 +1,4 @@
-"""ResNet-50 for CIFAR of mdistiller/RepDistiller `models/cifar/resnetv2.py` (spec single_label_kd.md 1).
+"""ResNet-50 for CIFAR of mdistiller/RepDistiller `models/cifar/resnetv2.py` (reference: megvii-research/mdistiller).
 
 Bottleneck [3, 4, 6, 3] (1x1-BN-ReLU, 3x3(stride)-BN-ReLU, 1x1 to 4x-BN, + shortcut (1x1 conv + BN when stride or
 width changes), ReLU); stem conv3x3 stride 1, 64 channels + BN + ReLU, no max-pool; stage strides 1, 2, 2, 2.
@@ -38,17 +38,19 @@ class CifarResNet50(nn.Module):
     num_classes: int
     blocks: tuple = (3, 4, 6, 3)
     width: float = 1.0
+    frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
+        train_bn = layers.bn_train(train, self.frozen_bn)
         x = layers.conv(layers.scaled(64, self.width), 3, dtype=self.dtype)(x.astype(self.dtype))
-        x = nn.relu(layers.batch_norm(train, dtype=self.dtype)(x))
+        x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype)(x))
         feats, preacts, preact_bn = [x], [x], [None]
         for stage, (n, planes, stride) in enumerate(zip(self.blocks, (64, 128, 256, 512), (1, 2, 2, 2))):
             for b in range(n):
                 x, preact, affine = Bottleneck(layers.scaled(planes, self.width), stride if b == 0 else 1,
-                                               dtype=self.dtype, name=f"stage{stage + 1}_block{b}")(x, train=train)
+                                               dtype=self.dtype, name=f"stage{stage + 1}_block{b}")(x, train=train_bn)
             feats.append(x)
             preacts.append(preact)
             preact_bn.append(affine)

@@ -23,19 +23,21 @@ class ImageNetResNet(nn.Module):
     blocks: tuple[int, int, int, int]
     num_classes: int = 1000
     width: float = 1.0
+    frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
+        train_bn = layers.bn_train(train, self.frozen_bn)
         w = [layers.scaled(c, self.width) for c in _WIDTHS]
         x = layers.conv(w[0], 7, 2, dtype=self.dtype, name="conv1")(x.astype(self.dtype))
-        x = nn.relu(layers.batch_norm(train, dtype=self.dtype, name="bn1")(x))
+        x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype, name="bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         feats, preacts, preact_bn = [x], [x], [None]
         for stage, (features, n, stride) in enumerate(zip(w, self.blocks, (1, 2, 2, 2))):
             for b in range(n):
                 x, preact, affine = BasicBlock(features, stride if b == 0 else 1, dtype=self.dtype,
-                                       name=f"layer{stage + 1}_{b}")(x, train=train)
+                                       name=f"layer{stage + 1}_{b}")(x, train=train_bn)
             feats.append(x)
             preacts.append(preact)
             preact_bn.append(affine)

@@ -1,6 +1,7 @@
 """Layer constructors shared by the model zoo, with PyTorch-equivalent constants.
 
-Convolutions take the im2col weight gradient on CPU (`kdjax.ops.cpu_conv`; XLA's everywhere else).
+Convolutions go through `kdjax.ops.conv_general_dilated` (GEMM forms for XLA:CPU's slow cases, XLA's convolution
+everywhere else).
 Padding is explicit (torch `padding=k//2`): flax 'SAME' pads stride-2 convolutions asymmetrically (0 before,
 1 after), which would shift every downsampled feature map relative to the PyTorch references and break weight
 conversion.
@@ -10,7 +11,7 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kdjax.ops import cpu_conv
+from kdjax import ops
 
 # torch kaiming_normal_(mode='fan_out', nonlinearity='relu'): untruncated normal, std = sqrt(2 / fan_out).
 kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -23,7 +24,7 @@ def conv(features: int, kernel: int = 3, stride: int = 1, *, use_bias: bool = Fa
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                    use_bias=use_bias, feature_group_count=groups, kernel_init=kernel_init, dtype=dtype,
-                   conv_general_dilated=cpu_conv.conv_general_dilated, name=name)
+                   conv_general_dilated=ops.conv_general_dilated, name=name)
 
 
 def bn_affine(bn: nn.BatchNorm) -> tuple:
@@ -31,9 +32,15 @@ def bn_affine(bn: nn.BatchNorm) -> tuple:
     return bn.variables["params"]["scale"], bn.variables["params"]["bias"]
 
 
+def bn_train(train: bool, frozen_bn: bool) -> bool:
+    """Whether BatchNorm uses (and updates) batch statistics. `frozen_bn`: never, in training too (running
+    statistics always, affine parameters still trained), as the deep-metric-learning ResNets of Roth et al."""
+    return train and not frozen_bn
+
+
 def batch_norm(train: bool, *, dtype=jnp.float32, name=None) -> nn.BatchNorm:
     # torch BN: eps 1e-5, running-stat momentum 0.1 (= flax momentum 0.9). flax updates running_var with the
-    # biased batch variance, torch with the unbiased one; only running statistics differ (spec 7).
+    # biased batch variance, torch with the unbiased one; only running statistics differ.
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
 
 

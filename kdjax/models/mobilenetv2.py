@@ -1,5 +1,5 @@
 """MobileNetV2 of mdistiller/RepDistiller `models/cifar/mobilenetv2.py`: `mobilenetv2` = their `mobile_half`
-(expansion 6, width 0.5; spec single_label_kd.md 1).
+(expansion 6, width 0.5; reference: megvii-research/mdistiller mdistiller/models/cifar/mobilenetv2.py).
 
 Stem conv3x3 stride 2 (3 -> 16) + BN + ReLU (plain ReLU, not ReLU6). Inverted residual: 1x1 expand-BN-ReLU,
 3x3 depthwise(stride)-BN-ReLU, 1x1 linear-BN (the t = 1 block keeps its expand conv), + x when stride 1 and
@@ -41,18 +41,20 @@ class MobileNetV2(nn.Module):
     expansion: int = 6
     width_mult: float = 0.5
     width: float = 1.0  # kdjax's generic width knob (tests), on top of width_mult
+    frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
+        train_bn = layers.bn_train(train, self.frozen_bn)
         scale = lambda c: layers.scaled(int(c * self.width_mult), self.width)
-        bn = lambda y: layers.batch_norm(train, dtype=self.dtype)(y)
+        bn = lambda y: layers.batch_norm(train_bn, dtype=self.dtype)(y)
         x = nn.relu(bn(layers.conv(scale(32), 3, 2, dtype=self.dtype)(x.astype(self.dtype))))
         feats = [x]
         for g, (t, c, n, s) in enumerate(_SETTING):
             for i in range(n):
                 x = InvertedResidual(scale(c), s if i == 0 else 1, t or self.expansion, dtype=self.dtype,
-                                     name=f"group{g}_block{i}")(x, train=train)
+                                     name=f"group{g}_block{i}")(x, train=train_bn)
             if g in _TAPPED_GROUPS:
                 feats.append(x)
         last = 1280 if self.width_mult <= 1.0 else int(1280 * self.width_mult)

@@ -1,5 +1,5 @@
 """ShuffleNet V1 (groups 3) and V2 (net size 1) of mdistiller/RepDistiller `models/cifar/ShuffleNetv{1,2}.py`
-(spec single_label_kd.md 1). Both use PyTorch's default conv/linear init, as the references do.
+(reference: megvii-research/mdistiller mdistiller/models/cifar/). Both use PyTorch's default conv/linear init, as the references do.
 
 Taps: `feats` = [stem 24@32, stage 1-3 outputs], `preact_feats` = [stem, each stage's last block before its final
 ReLU (V2: the concatenation [x1, branch pre-ReLU], not shuffled, as in the reference)], `pooled`. ShuffleNets give
@@ -46,12 +46,14 @@ class ShuffleNetV1(nn.Module):
     num_blocks: tuple = (4, 8, 4)
     groups: int = 3
     width: float = 1.0
+    frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
+        train_bn = layers.bn_train(train, self.frozen_bn)
         x = _conv(24, 1, dtype=self.dtype)(x.astype(self.dtype))
-        x = nn.relu(layers.batch_norm(train, dtype=self.dtype)(x))
+        x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype)(x))
         feats, preacts = [x], [x]
         for stage, (planes, n) in enumerate(zip(self.out_planes, self.num_blocks)):
             # groups must divide every width: scale in units of 4 * groups
@@ -59,7 +61,7 @@ class ShuffleNetV1(nn.Module):
             for i in range(n):
                 features = planes - x.shape[-1] if i == 0 else planes
                 x, preact = ShuffleV1Block(features, 2 if i == 0 else 1, self.groups, dtype=self.dtype,
-                                           name=f"stage{stage + 1}_block{i}")(x, train=train)
+                                           name=f"stage{stage + 1}_block{i}")(x, train=train_bn)
             feats.append(x)
             preacts.append(preact)
         pooled = layers.global_avg_pool(x)
@@ -103,22 +105,24 @@ class ShuffleNetV2(nn.Module):
     out_channels: tuple = (116, 232, 464, 1024)
     num_blocks: tuple = (3, 7, 3)
     width: float = 1.0
+    frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
+        train_bn = layers.bn_train(train, self.frozen_bn)
         even = lambda c: max(1, round(c * self.width / 2)) * 2  # the split needs an even channel count
         x = _conv(24, 1, dtype=self.dtype)(x.astype(self.dtype))
-        x = nn.relu(layers.batch_norm(train, dtype=self.dtype)(x))
+        x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype)(x))
         feats, preacts = [x], [x]
         for stage, (channels, n) in enumerate(zip(self.out_channels[:3], self.num_blocks)):
-            x = ShuffleV2Down(even(channels), dtype=self.dtype, name=f"stage{stage + 1}_down")(x, train=train)
+            x = ShuffleV2Down(even(channels), dtype=self.dtype, name=f"stage{stage + 1}_down")(x, train=train_bn)
             for i in range(n):
-                x, preact = ShuffleV2Block(dtype=self.dtype, name=f"stage{stage + 1}_block{i}")(x, train=train)
+                x, preact = ShuffleV2Block(dtype=self.dtype, name=f"stage{stage + 1}_block{i}")(x, train=train_bn)
             feats.append(x)
             preacts.append(preact)
         x = _conv(even(self.out_channels[3]), 1, dtype=self.dtype)(x)
-        x = nn.relu(layers.batch_norm(train, dtype=self.dtype)(x))
+        x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype)(x))
         pooled = layers.global_avg_pool(x)
         logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)(pooled)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled}

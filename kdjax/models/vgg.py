@@ -3,7 +3,7 @@
 Two families share this module:
 - the CIFAR benchmark VGGs of mdistiller/RepDistiller (`vgg8`, `vgg11`, `vgg13`, `vgg16`, `vgg19`): convs with
   bias, pools after blocks 0-2, the pool after block 3 only for 64x64 inputs, Linear init N(0, 0.01);
-- the Jacobian-matching paper's nets (`vgg4`, `vgg9`; shared/papers/004 Sec 10.1): conv3x3-BN-ReLU without bias
+- the Jacobian-matching paper's nets (`vgg4`, `vgg9`; Srinivas & Fleuret 2018, Sec 10.1): conv3x3-BN-ReLU without bias
   (BN follows), a max-pool after every block, global average pool, one dense layer.
 
 Taps: `feats[i]` = output of block i after its last ReLU (before the pool that follows it), `preact_feats[i]` =
@@ -32,10 +32,12 @@ class VGG(nn.Module):
     width: float = 1.0
     aux_classes: int = 0  # > 0: a second head on the pooled features, tap 'aux_logits' (LwF two-head students)
     dropout: float = 0.0  # on the pooled features before the classifier (paper 004 Table 2 baseline; placement unverified)
+    frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
+        train_bn = layers.bn_train(train, self.frozen_bn)
         if len(self.blocks) != len(self.pools):
             raise ValueError(f"VGG: {len(self.blocks)} blocks but {len(self.pools)} pool entries")
         input_height = x.shape[1]
@@ -44,7 +46,7 @@ class VGG(nn.Module):
         for widths, pool in zip(self.blocks, self.pools):
             for j, w in enumerate(widths):
                 x = layers.conv(layers.scaled(w, self.width), 3, use_bias=self.use_bias, dtype=self.dtype)(x)
-                bn = layers.batch_norm(train, dtype=self.dtype)
+                bn = layers.batch_norm(train_bn, dtype=self.dtype)
                 x = bn(x)
                 if j < len(widths) - 1:
                     x = nn.relu(x)

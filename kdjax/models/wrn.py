@@ -1,4 +1,4 @@
-"""Wide ResNets WRN-d-k of mdistiller/RepDistiller `models/cifar/wrn.py` (spec single_label_kd.md 1).
+"""Wide ResNets WRN-d-k of mdistiller/RepDistiller `models/cifar/wrn.py` (Zagoruyko & Komodakis, BMVC 2016).
 
 Pre-activation BasicBlock: BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3, plus the identity (in == out) or a 1x1 conv on
 the pre-activated input. Stem conv3x3 3->16 (no BN); after stage 3 BN-ReLU, global pool, FC. No dropout.
@@ -41,10 +41,12 @@ class WideResNet(nn.Module):
     widen: int
     num_classes: int
     width: float = 1.0
+    frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
+        train_bn = layers.bn_train(train, self.frozen_bn)
         if (self.depth - 4) % 6:
             raise ValueError(f"WRN depth {self.depth} is not 6n+4")
         n = (self.depth - 4) // 6
@@ -54,12 +56,12 @@ class WideResNet(nn.Module):
         for stage, (features, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
             for b in range(n):
                 x, pre, affine = PreActBlock(features, stride if b == 0 else 1, dtype=self.dtype,
-                                             name=f"stage{stage + 1}_block{b}")(x, train=train)
+                                             name=f"stage{stage + 1}_block{b}")(x, train=train_bn)
                 if b == 0 and stage > 0:  # BN1 of this stage's first block reads the previous stage's output
                     preacts.append(pre)
                     preact_bn.append(affine)
             feats.append(x)
-        final_bn = layers.batch_norm(train, dtype=self.dtype)
+        final_bn = layers.batch_norm(train_bn, dtype=self.dtype)
         pre = final_bn(x)
         preacts.append(pre)
         preact_bn.append(layers.bn_affine(final_bn))

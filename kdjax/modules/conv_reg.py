@@ -1,4 +1,4 @@
-"""FitNet's regressor ConvReg (mdistiller `_common.py`; spec single_label_kd.md 3.2): student map -> teacher map.
+"""FitNet's regressor ConvReg (Romero et al., ICLR 2015; reference: megvii-research/mdistiller mdistiller/distillers/_common.py): student map -> teacher map.
 
 s_H == 2 t_H: conv3x3 stride 2 pad 1; 2 s_H == t_H: transposed conv 4x4 stride 2 pad 1 (doubles the size);
 s_H >= t_H: conv with kernel (1 + s_H - t_H, 1 + s_W - t_W), no padding. Convs with bias, then BN(t_C) and ReLU.

@@ -1,4 +1,4 @@
-"""OFD's connector (mdistiller `OFD.py` ConnectorConvBN; spec single_label_kd.md 3.7): conv1x1 (no bias, init
+"""OFD's connector (Heo et al., ICCV 2019; reference: megvii-research/mdistiller mdistiller/distillers/OFD.py ConnectorConvBN): conv1x1 (no bias, init
 N(0, sqrt(2 / (k*k*C_out)))) + BN (gamma 1, beta 0), student channels -> teacher channels."""
 import flax.linen as nn
 

@@ -1,5 +1,5 @@
-"""ReviewKD's attention-based fusion stack (mdistiller `ReviewKD.py`, dvlab-research/ReviewKD `reviewkd.py`;
-spec single_label_kd.md 3.8).
+"""ReviewKD's attention-based fusion stack (Chen et al., CVPR 2021; reference:
+megvii-research/mdistiller mdistiller/distillers/ReviewKD.py, dvlab-research/ReviewKD CIFAR-100/model/reviewkd.py).
 
 Input: the student's features deep to shallow ([pooled as 1x1, f3, f2, f1] for CIFAR ResNets). ABF: conv1x1 (no
 bias) + BN -> mid; if fusing, the residual y of the deeper ABF is nearest-resized to x's size, att = sigmoid(conv1x1

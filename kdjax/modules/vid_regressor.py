@@ -1,4 +1,4 @@
-"""VID's regressor and per-channel variance (RepDistiller `distiller_zoo/VID.py`; spec single_label_kd.md 3.9).
+"""VID's regressor and per-channel variance (Ahn et al., CVPR 2019; reference: HobbitLong/RepDistiller distiller_zoo/VID.py).
 
 mu(.) = conv1x1(s -> t) - ReLU - conv1x1(t -> t) - ReLU - conv1x1(t -> t), no bias, no BN. The variance parameter
 alpha is initialised to log(exp(init_var - eps) - 1) so that softplus(alpha) + eps = init_var. With

@@ -1,4 +1,4 @@
-"""XLA:CPU compiler options for kdjax's jitted steps, chosen by measurement (benchmarks/README.md).
+"""XLA:CPU compiler options for kdjax's jitted programs, chosen by measurement (benchmarks/README.md).
 
 jaxlib 0.10 hands convolutions, reductions and what surrounds them to YNNPACK ("ynn fusions") by default. On the
 benchmark machine YNNPACK's convolutions are 2-3x slower than XLA's own (Eigen) ones, forward and both gradients
@@ -13,7 +13,7 @@ optimising the unrolled threefry hashes of the parameter initialisers). They run
 the full resnet32x4 -> resnet8x4 state with every zoo method's modules and CRD's 50,000-row banks takes 7.1 + 1.5 s
 against 14.5 + 0.3 s. Values move by float32 rounding only (largest parameter difference 6e-8).
 
-Pass `compiler_options(mesh)` to `jax.jit` (kdjax's trainer does); it is None off CPU, where XLA's defaults stay.
+`kdjax.ops.jit` applies them on CPU; pass `compiler_options()` to your own `jax.jit` on CPU for the same effect.
 A jaxlib that does not know the YNNPACK option keeps its defaults for it.
 """
 import functools
@@ -34,14 +34,11 @@ def _supported() -> bool:
     return True
 
 
-def compiler_options(mesh=None, *, run_once: bool = False) -> dict | None:
-    """kdjax's XLA options for jitting on `mesh` (default: the default backend); None unless it is CPU.
+def compiler_options(*, run_once: bool = False) -> dict | None:
+    """kdjax's XLA:CPU options (for a CPU program only; other backends reject them).
 
     run_once: the program runs once (initialisation), so compile time counts and run time does not.
     """
-    platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
-    if platform != "cpu":
-        return None
     options = dict(OPTIONS) if _supported() else {}
     if run_once:
         options.update(RUN_ONCE_OPTIONS)

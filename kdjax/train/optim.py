@@ -1,4 +1,7 @@
-"""Optimisers and learning-rate schedules from a config block.
+"""Optimisers, learning-rate schedules and parameter groups from a stage's `optimizer` and `schedule` blocks.
+
+Every key of a block is checked against what its builder accepts, so `warmup_epochs` on a multistep schedule or
+`momentum` on Adam is an error, not silently dropped.
 
 Schedules are functions of the optimiser step; epoch-based rules (milestones) are converted with steps_per_epoch so
 that "epoch e uses base * 0.1^(milestones strictly below e), epochs numbered from 1" (mdistiller/RepDistiller)
@@ -6,47 +9,162 @@ holds exactly: the LR drops at the first step of epoch milestone + 1.
 Weight decay: `sgd` and `adam` add it to the gradient before the update (PyTorch `weight_decay`, coupled);
 `adamw` decays decoupled. `exclude_1d_from_decay` leaves biases and BatchNorm scales/offsets undecayed (PyTorch
 references decay every parameter, hence False by default).
+
+Parameter groups (`optimizer.groups`): {group: dict(pattern=regex, lr_mult=..., base_lr=..., weight_decay=...,
+exclude_1d_from_decay=...)}. A parameter belongs to the first group whose `pattern` matches its path
+('model/stage1_block0/Conv_0/kernel', 'terms/margin/beta', ...; `re.search`), otherwise to the stage's own
+settings. A group's learning rate follows the stage's schedule, scaled by `lr_mult` or restarted from its own
+`base_lr`; built with `optax.multi_transform`.
 """
+import inspect
+import re
+
 import jax
 import optax
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "multistep", "cosine", "onecycle")
+GROUP_KEYS = ("pattern", "lr_mult", "base_lr", "weight_decay", "exclude_1d_from_decay")
+OPTIMIZER_KEYS = ("name", "weight_decay", "exclude_1d_from_decay", "groups")
+DEFAULT_GROUP = "default"
 
 
-def make_schedule(cfg, *, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-    name = cfg.name
-    base = float(cfg.base_lr)
-    if name == "constant":
-        return optax.constant_schedule(base)
-    if name == "multistep":
-        boundaries = {int(m) * steps_per_epoch: float(cfg.get("decay_factor", 0.1)) for m in cfg.milestones}
-        return optax.piecewise_constant_schedule(base, boundaries)
-    if name == "cosine":
-        warmup = int(cfg.get("warmup_epochs", 0) * steps_per_epoch)
-        return optax.warmup_cosine_decay_schedule(0.0 if warmup else base, base, warmup, max(total_steps, warmup + 1),
-                                                  end_value=float(cfg.get("end_lr", 0.0)))
-    if name == "onecycle":
-        return optax.cosine_onecycle_schedule(total_steps, base, pct_start=float(cfg.get("pct_start", 0.3)))
-    raise ValueError(f"Unknown schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}")
+def _constant(*, base_lr, steps_per_epoch, total_steps):
+    return optax.constant_schedule(base_lr)
+
+
+def _multistep(*, base_lr, milestones, decay_factor=0.1, steps_per_epoch, total_steps):
+    boundaries = {int(m) * steps_per_epoch: float(decay_factor) for m in milestones}
+    return optax.piecewise_constant_schedule(base_lr, boundaries)
+
+
+def _cosine(*, base_lr, warmup_epochs=0.0, end_lr=0.0, steps_per_epoch, total_steps):
+    warmup = int(warmup_epochs * steps_per_epoch)
+    return optax.warmup_cosine_decay_schedule(0.0 if warmup else base_lr, base_lr, warmup,
+                                              max(total_steps, warmup + 1), end_value=float(end_lr))
+
+
+def _onecycle(*, base_lr, pct_start=0.3, div_factor=25.0, final_div_factor=1e4, steps_per_epoch, total_steps):
+    return optax.cosine_onecycle_schedule(total_steps, base_lr, pct_start=pct_start, div_factor=div_factor,
+                                          final_div_factor=final_div_factor)
+
+
+SCHEDULES = {"constant": _constant, "multistep": _multistep, "cosine": _cosine, "onecycle": _onecycle}
+
+
+def _sgd(lr, *, momentum=0.9, nesterov=False):
+    return optax.sgd(lr, momentum=momentum or None, nesterov=nesterov)
+
+
+def _adam(lr, *, b1=0.9, b2=0.999, eps=1e-8):
+    return optax.adam(lr, b1=b1, b2=b2, eps=eps)
+
+
+OPTIMIZERS = {"sgd": _sgd, "adam": _adam, "adamw": _adam}
+
+
+def _options(fn, skip=()):
+    return [p for p in inspect.signature(fn).parameters if p not in skip and p != "lr"]
+
+
+def _check(block: dict, valid, where: str) -> None:
+    unknown = sorted(set(block) - set(valid))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {list(valid)}")
+
+
+def check(optimizer: dict, schedule: dict) -> None:
+    """Raises ValueError naming any unknown optimizer / schedule / group key or choice."""
+    name = optimizer.get("name")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer.name: unknown optimizer {name!r}; valid: {list(OPTIMIZERS)}")
+    _check(optimizer, list(OPTIMIZER_KEYS) + _options(OPTIMIZERS[name]), f"optimizer ({name})")
+    for group, options in dict(optimizer.get("groups") or {}).items():
+        _check(options, GROUP_KEYS, f"optimizer.groups.{group}")
+        if "pattern" not in options:
+            raise ValueError(f"optimizer.groups.{group}: needs a 'pattern' (regex on parameter paths)")
+        if "lr_mult" in options and "base_lr" in options:
+            raise ValueError(f"optimizer.groups.{group}: set lr_mult or base_lr, not both")
+        re.compile(options["pattern"])
+    kind = schedule.get("name")
+    if kind not in SCHEDULES:
+        raise ValueError(f"schedule.name: unknown schedule {kind!r}; valid: {list(SCHEDULES)}")
+    _check(schedule, ["name"] + _options(SCHEDULES[kind], ("steps_per_epoch", "total_steps")), f"schedule ({kind})")
+    missing = [p.name for p in inspect.signature(SCHEDULES[kind]).parameters.values()
+               if p.default is inspect.Parameter.empty and p.name not in ("steps_per_epoch", "total_steps")
+               and p.name not in schedule]
+    if missing:
+        raise ValueError(f"schedule ({kind}): missing key(s) {missing}")
+
+
+def make_schedule(cfg: dict, *, steps_per_epoch: int, total_steps: int, base_lr=None) -> optax.Schedule:
+    cfg = dict(cfg)
+    kind = cfg.pop("name")
+    if kind not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES)}")
+    if base_lr is not None:
+        cfg["base_lr"] = base_lr
+    cfg["base_lr"] = float(cfg["base_lr"])
+    return SCHEDULES[kind](steps_per_epoch=steps_per_epoch, total_steps=total_steps, **cfg)
 
 
 def _decay_mask(params):
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def make_optimizer(cfg, schedule: optax.Schedule) -> optax.GradientTransformation:
-    name = cfg.name
-    wd = float(cfg.get("weight_decay", 0.0))
-    mask = _decay_mask if cfg.get("exclude_1d_from_decay", False) else None
+def _one(name, kind_options, schedule, weight_decay, exclude_1d):
+    mask = _decay_mask if exclude_1d else None
     if name == "adamw":
-        return optax.adamw(schedule, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), weight_decay=wd, mask=mask)
-    if name == "sgd":
-        base = optax.sgd(schedule, momentum=cfg.get("momentum", 0.9) or None, nesterov=cfg.get("nesterov", False))
-    elif name == "adam":
-        base = optax.adam(schedule, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999))
-    else:
-        raise ValueError(f"Unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-    if not wd:
-        return base
-    return optax.chain(optax.add_decayed_weights(wd, mask), base)
+        return optax.adamw(schedule, weight_decay=weight_decay, mask=mask, **kind_options)
+    base = OPTIMIZERS[name](schedule, **kind_options)
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask), base) if weight_decay else base
+
+
+def path_string(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def group_labels(params, groups: dict):
+    """Pytree of group names: the first group whose pattern matches the parameter's path, else 'default'."""
+    compiled = [(g, re.compile(o["pattern"])) for g, o in groups.items()]
+
+    def label(path, _):
+        text = path_string(path)
+        return next((g for g, pattern in compiled if pattern.search(text)), DEFAULT_GROUP)
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def check_groups_match(params, optimizer: dict) -> None:
+    """Every configured group must own at least one parameter (a pattern that matches nothing is a typo)."""
+    groups = dict(optimizer.get("groups") or {})
+    used = set(jax.tree.leaves(group_labels(params, groups)))
+    empty = [g for g in groups if g not in used]
+    if empty:
+        paths = [path_string(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+        raise ValueError(f"optimizer.groups {empty}: pattern matches no parameter; parameter paths look like "
+                         f"{paths[:3] + paths[-3:]}")
+
+
+def make_optimizer(cfg: dict, schedule_cfg: dict, *, steps_per_epoch: int,
+                   total_steps: int) -> tuple[optax.GradientTransformation, dict]:
+    """Returns (transformation, {group: schedule}); one group ('default') unless `cfg['groups']` adds more."""
+    cfg = dict(cfg)
+    check(cfg, schedule_cfg)
+    name = cfg.pop("name")
+    weight_decay = float(cfg.pop("weight_decay", 0.0))
+    exclude_1d = bool(cfg.pop("exclude_1d_from_decay", False))
+    groups = {g: dict(o) for g, o in dict(cfg.pop("groups", None) or {}).items()}
+    base = make_schedule(schedule_cfg, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    schedules = {DEFAULT_GROUP: base}
+    transforms = {DEFAULT_GROUP: _one(name, cfg, base, weight_decay, exclude_1d)}
+    for group, options in groups.items():
+        if "base_lr" in options:
+            schedule = make_schedule(schedule_cfg, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                                     base_lr=options["base_lr"])
+        else:
+            mult = float(options.get("lr_mult", 1.0))
+            schedule = (lambda s, mult=mult: mult * base(s))
+        schedules[group] = schedule
+        transforms[group] = _one(name, cfg, schedule, float(options.get("weight_decay", weight_decay)),
+                                 bool(options.get("exclude_1d_from_decay", exclude_1d)))
+    if not groups:
+        return transforms[DEFAULT_GROUP], schedules
+    return optax.multi_transform(transforms, lambda params: group_labels(params, groups)), schedules

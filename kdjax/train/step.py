@@ -1,28 +1,22 @@
-"""The jitted train and eval steps.
+"""The train step and the train state's initialisation.
 
-The step function is written for the global batch; `jax.jit` with the state replicated and the batch sharded on
-the mesh's 'data' axis makes it data-parallel (no pmap, no explicit pmean).
+The step is written for the global batch; `jax.jit` with the state replicated and the batch sharded on the mesh's
+'data' axis makes it data-parallel (no pmap, no explicit pmean). What the loss terms see is assembled in one place,
+`forward`, for the step and for the initialisation alike.
 """
 import functools
 
-import flax
 import jax
 import jax.numpy as jnp
 import optax
-from clu import metrics as clu_metrics
 
-from kdjax import parallel
-from kdjax.ops import xla_cpu_options
+from kdjax import ops, parallel
 from kdjax.train import terms as terms_lib
 from kdjax.train.state import TrainState
 
 
-def _l2(tree) -> jax.Array:
+def l2_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
-
-
-def _top1(logits):
-    return jnp.argmax(logits, axis=-1)
 
 
 class Networks:
@@ -31,81 +25,84 @@ class Networks:
     def __init__(self, student, teacher=None):
         self.student, self.teacher = student, teacher
 
-    def teacher_outputs(self, teacher_vars, images):
+    def teacher_fn(self, teacher_vars):
+        """The frozen teacher as a callable `fn(x, train=False) -> (logits, taps)`. No stop_gradient on the call
+        itself: Jacobian terms differentiate it w.r.t. its input; its parameters are constants anyway (not an
+        argument of the differentiated function). `train=True` runs BN on batch statistics (OFD's teacher mode)
+        and discards the running-statistic update: the teacher stays frozen."""
         if self.teacher is None:
-            return None, None, None
-        # No stop_gradient on fn itself: Jacobian terms differentiate it w.r.t. its *input*. Its parameters are
-        # constants anyway (teacher_vars is not an argument of the differentiated function). `train=True` runs BN
-        # on batch statistics (OFD's teacher mode) and discards the running-stat update: the teacher stays frozen.
+            return None
+
         def fn(x, train=False):
             if train:
                 return self.teacher.apply(teacher_vars, x, train=True, mutable=["batch_stats"])[0]
             return self.teacher.apply(teacher_vars, x, train=False)
-        logits, taps = jax.lax.stop_gradient(fn(images))
-        return logits, taps, fn
+        return fn
 
     def student_fn(self, params, batch_stats):
+        """The student in eval mode (running statistics), so that every example's outputs depend on that example
+        alone: what per-example Jacobians need."""
         return lambda x: self.student.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
 
 
-def _extra_views(weighted_terms) -> tuple[str, ...]:
+def extra_views(weighted_terms) -> tuple[str, ...]:
     return tuple(sorted({v for wt in weighted_terms for v in wt.term.views}))
 
 
-def _forward_views(networks, variables, teacher_vars, batch, weighted_terms, rng):
-    """Train-mode student and frozen-teacher outputs on every extra view, threading the student's BN statistics
-    through the views in order. Returns (views dict, final batch_stats)."""
-    views, batch_stats = {}, variables["batch_stats"]
-    for i, key in enumerate(_extra_views(weighted_terms)):
+def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_vars, batch, *, step, epoch, rng,
+            dataset_size: int = 0) -> tuple[terms_lib.TermInputs, dict]:
+    """Student (train mode) and teacher outputs on `batch['image']` and on every extra view a term reads.
+
+    The student's BatchNorm statistics are threaded through the views in order (one running-statistic update per
+    forward pass, as PyTorch references that forward each view). Returns (TermInputs, updated batch_stats).
+    """
+    teacher_fn = networks.teacher_fn(teacher_vars)
+
+    def both(images, stats, dropout_rng):
+        (logits, taps), updated = networks.student.apply({"params": params, "batch_stats": stats}, images, train=True,
+                                                         mutable=["batch_stats"], rngs={"dropout": dropout_rng})
+        t_logits, t_taps = jax.lax.stop_gradient(teacher_fn(images)) if teacher_fn else (None, None)
+        return terms_lib.ViewOutputs(logits, taps, t_logits, t_taps), updated.get("batch_stats", stats)
+
+    main, stats = both(batch["image"], batch_stats, jax.random.fold_in(rng, 1))
+    views = {}
+    for i, key in enumerate(extra_views(weighted_terms)):
         if key not in batch:
-            raise ValueError(f"a loss term needs batch view {key!r}, which the pipeline did not produce; "
-                             f"batch keys: {sorted(batch)}")
-        (logits, taps), updated = networks.student.apply(
-            {"params": variables["params"], "batch_stats": batch_stats}, batch[key], train=True,
-            mutable=["batch_stats"], rngs={"dropout": jax.random.fold_in(rng, 100 + i)})
-        batch_stats = updated["batch_stats"]
-        t_logits, t_taps, _ = networks.teacher_outputs(teacher_vars, batch[key])
-        views[key] = (logits, taps, t_logits, t_taps)
-    return views, batch_stats
+            raise ValueError(f"a loss term needs batch view {key!r}, which the pipeline did not produce; add it to "
+                             f"data.views (batch keys: {sorted(batch)})")
+        views[key], stats = both(batch[key], stats, jax.random.fold_in(rng, 100 + i))
+    inputs = terms_lib.TermInputs(batch, main.student_logits, main.student_taps, main.teacher_logits,
+                                  main.teacher_taps, networks.student_fn(params, batch_stats), teacher_fn,
+                                  jnp.asarray(step, jnp.int32), jnp.asarray(epoch, jnp.float32), rng, views,
+                                  dataset_size)
+    return inputs, stats
 
 
 def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars, dataset_size: int = 0) -> TrainState:
-    """Initial state from a (global) example batch; called under jit with replicated out_shardings."""
+    """Initial state from a (global) example batch; run under jit with replicated out_shardings, or eval_shape."""
     model_rng, term_rng, state_rng = jax.random.split(rng, 3)
     variables = networks.student.init(model_rng, batch["image"], train=False)
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
-    (s_logits, s_taps), _ = networks.student.apply(variables, batch["image"], train=True, mutable=["batch_stats"],
-                                                   rngs={"dropout": model_rng})
-    t_logits, t_taps, t_fn = networks.teacher_outputs(teacher_vars, batch["image"])
-    views, _ = _forward_views(networks, {"params": params, "batch_stats": batch_stats}, teacher_vars, batch,
-                              weighted_terms, model_rng)
-    inputs = terms_lib.TermInputs(batch, s_logits, s_taps, t_logits, t_taps, networks.student_fn(params, batch_stats),
-                                  t_fn, jnp.int32(0), jnp.int32(1), term_rng, views, dataset_size)
+    inputs, _ = forward(networks, weighted_terms, params, batch_stats, teacher_vars, batch, step=0, epoch=1,
+                        rng=term_rng, dataset_size=dataset_size)
     term_params, loss_state = {}, {}
     for i, wt in enumerate(weighted_terms):
-        p, s = wt.term.init(jax.random.fold_in(term_rng, i), inputs)
-        term_params[wt.name], loss_state[wt.name] = p, s
+        term_params[wt.name], loss_state[wt.name] = wt.term.init(jax.random.fold_in(term_rng, i), inputs)
     all_params = {"model": params, "terms": term_params}
     return TrainState(step=jnp.int32(0), params=all_params, batch_stats=batch_stats, opt_state=tx.init(all_params),
                       loss_state=loss_state, rng=jax.random.key_data(state_rng), tx=tx)
 
 
-def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_terms, schedule, steps_per_epoch,
-               dataset_size: int = 0):
+def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_terms, task, schedules,
+               steps_per_epoch, dataset_size: int = 0):
+    """One optimiser step; returns (new state, measurements). `measurements['train/finite']` is 1 only when the
+    loss, the gradients and the updated parameters are all finite."""
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
-    t_logits, t_taps, t_fn = networks.teacher_outputs(teacher_vars, batch["image"])
 
     def loss_fn(params):
-        variables = {"params": params["model"], "batch_stats": state.batch_stats}
-        (logits, taps), new_model_state = networks.student.apply(variables, batch["image"], train=True,
-                                                                 mutable=["batch_stats"],
-                                                                 rngs={"dropout": jax.random.fold_in(rng, 1)})
-        views, batch_stats = _forward_views(networks, {"params": params["model"], **new_model_state}, teacher_vars,
-                                            batch, weighted_terms, rng)
-        inputs = terms_lib.TermInputs(batch, logits, taps, t_logits, t_taps,
-                                      networks.student_fn(params["model"], state.batch_stats), t_fn,
-                                      state.step, epoch, rng, views, dataset_size)
+        inputs, batch_stats = forward(networks, weighted_terms, params["model"], state.batch_stats, teacher_vars,
+                                      batch, step=state.step, epoch=epoch, rng=rng, dataset_size=dataset_size)
         total, measurements, new_loss_state = jnp.float32(0.0), {}, {}
         for wt in weighted_terms:
             value, new_loss_state[wt.name], extra = wt.term(inputs, params["terms"][wt.name],
@@ -114,69 +111,25 @@ def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_ter
             measurements[f"loss/{wt.name}"] = value
             measurements.update({f"{wt.name}/{k}": v for k, v in extra.items()})
         measurements["loss/total"] = total
-        return total, (batch_stats, new_loss_state, measurements, logits)
+        measurements.update(task.train_metrics(inputs.student_logits, inputs.teacher_logits, batch["label"]))
+        return total, (batch_stats, new_loss_state, measurements)
 
-    grads, (batch_stats, loss_state, measurements, logits) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads, (batch_stats, loss_state, measurements) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    measurements.update({
-        "train/accuracy": jnp.mean(_top1(logits) == batch["label"]),
-        "train/l2_grads": _l2(grads), "train/l2_params": _l2(params), "train/l2_updates": _l2(updates),
-        "train/lr": schedule(state.step),
-    })
-    if t_logits is not None:
-        measurements["train/teacher_agreement"] = jnp.mean(_top1(logits) == _top1(t_logits))
+    l2_grads, l2_params = l2_norm(grads), l2_norm(params)
+    measurements.update({"train/l2_grads": l2_grads, "train/l2_params": l2_params, "train/l2_updates": l2_norm(updates),
+                         "train/finite": (jnp.isfinite(measurements["loss/total"]) & jnp.isfinite(l2_grads)
+                                          & jnp.isfinite(l2_params)).astype(jnp.float32)})
+    for group, schedule in schedules.items():
+        measurements["train/lr" if group == "default" else f"train/lr_{group}"] = schedule(state.step)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
                               loss_state=loss_state)
     return new_state, measurements
 
 
-@flax.struct.dataclass
-class EvalMetrics(clu_metrics.Collection):
-    accuracy: clu_metrics.Accuracy
-    top5: clu_metrics.Average.from_output("top5")
-    loss: clu_metrics.Average.from_output("loss")
-
-
-def eval_step(model, variables, batch, noise_std=0.0, key=None) -> EvalMetrics:
-    """Top-1, top-5 and CE on a masked batch; optional Gaussian noise of std `noise_std` on the (normalised) images
-    (the noise-robustness evaluation of paper 004 Table 2)."""
-    images = batch["image"]
-    if key is not None:
-        images = images + noise_std * jax.random.normal(key, images.shape, images.dtype)
-    logits, _ = model.apply(variables, images, train=False)
-    labels = batch["label"]
-    k = min(5, logits.shape[-1])
-    top5 = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1).astype(jnp.float32)
-    loss = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1)[:, 0]
-    return EvalMetrics.single_from_model_output(logits=logits, labels=labels, top5=top5, loss=loss,
-                                                mask=batch["_mask"])
-
-
-def compile_steps(mesh, *, networks, weighted_terms, schedule, steps_per_epoch, dataset_size: int = 0):
-    """Returns jitted (train_step, eval_step) for this mesh: state replicated, batch sharded, state donated; on CPU
-    with `kdjax.ops.xla_cpu_options`."""
+def jit_train_step(mesh, **static):
+    """The jitted train step for this mesh: state replicated and donated, batch sharded on 'data'."""
     repl = parallel.replicated(mesh)
-    options = xla_cpu_options.compiler_options(mesh)
-    train = jax.jit(functools.partial(train_step, networks=networks, weighted_terms=tuple(weighted_terms),
-                                      schedule=schedule, steps_per_epoch=steps_per_epoch, dataset_size=dataset_size),
-                    donate_argnums=(0,), out_shardings=(repl, repl), compiler_options=options)
-    evaluate = jax.jit(functools.partial(eval_step, networks.student), out_shardings=repl, compiler_options=options)
-    return train, evaluate
-
-
-def evaluate_model(eval_fn, variables, pipeline, mesh, *, noise_std: float = 0.0, seed: int = 0) -> dict[str, float]:
-    """Runs `eval_fn` over every batch of an eval pipeline; returns top-1, top-5 and loss as Python floats.
-
-    With noise_std > 0 the noise of batch i is drawn from fold_in(key(seed), i): the same noise for every model
-    evaluated with the same seed, so robustness comparisons are paired.
-    """
-    collected = None
-    for i, local in enumerate(pipeline.eval_batches()):
-        batch = parallel.global_batch({k: local[k] for k in ("image", "label", "_mask")}, mesh)
-        if noise_std:
-            m = eval_fn(variables, batch, jnp.float32(noise_std), jax.random.fold_in(jax.random.key(seed), i))
-        else:
-            m = eval_fn(variables, batch)
-        collected = m if collected is None else collected.merge(m)
-    return {k: float(v) for k, v in collected.compute().items()}
+    fn = functools.partial(train_step, **static)
+    return ops.jit(fn, mesh=mesh, donate_argnums=(0,), out_shardings=(repl, repl))

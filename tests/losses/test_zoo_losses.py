@@ -1,4 +1,4 @@
-"""The single-label KD zoo losses (spec single_label_kd.md section 3) against NumPy restatements, edge cases of
+"""The single-label KD zoo losses (mdistiller / RepDistiller formulas) against NumPy restatements, edge cases of
 section 6, invariants and gradient checks. NumPy references are written from the equations, in float64."""
 import jax
 import jax.numpy as jnp

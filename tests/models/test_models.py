@@ -1,4 +1,4 @@
-"""Model output shapes and taps (spec single_label_kd.md section 1), registry errors."""
+"""Model output shapes and taps (mdistiller / RepDistiller layouts), registry errors."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -143,7 +143,7 @@ def test_train_mode_updates_batch_stats_eval_mode_does_not():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown model 'resnet9000'.*resnet32x4.*vgg9"):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet9000'.*resnet32x4.*vgg9"):
         models.get_model("resnet9000", num_classes=10)
 
 

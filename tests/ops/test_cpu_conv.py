@@ -1,11 +1,13 @@
-"""kdjax.ops.cpu_conv: the im2col-VJP convolution has the plain XLA convolution's values, gradients and JVPs
-(float64, so agreement is to rounding), for the strides, paddings and feature groups the model zoo uses."""
+"""kdjax.ops.cpu_conv: its GEMM forms have the plain XLA convolution's values, gradients and JVPs (float64, so
+agreement is to rounding), for the strides, paddings and feature groups the model zoo uses; the switch in
+kdjax.ops turns them on for CPU only."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 
+from kdjax import ops
 from kdjax.ops import cpu_conv
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -41,7 +43,7 @@ def _implementations(stride, padding, groups):
     """Each CPU path on every case (not only where the dispatch picks it), then the dispatch itself."""
     s, p = (stride, stride), padding
     impls = {"im2col": lambda x, w: cpu_conv.im2col_conv(x, w, s, p, groups),
-             "grouped_vjp": lambda x, w: cpu_conv.grouped_conv(x, w, s, p, groups),
+             "grouped": lambda x, w: cpu_conv.grouped_conv(x, w, s, p, groups),
              "dispatched": lambda x, w: cpu_conv.conv_general_dilated(x, w, s, p, dimension_numbers=DN,
                                                                       feature_group_count=groups)}
     return {name: jax.jit(f) for name, f in impls.items()}  # one compile per transform, not one per primitive
@@ -63,18 +65,12 @@ def test_values_gradients_and_jvps_equal_xla_convolution(x_shape, w_shape, strid
         np.testing.assert_allclose(conv(x, w), y, rtol=1e-12, atol=1e-12, err_msg=name)
         for a, b in zip(jax.jit(jax.grad(loss(conv), (0, 1)))(x, w), expected_grads):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=name)
-    impls = _implementations(stride, padding, groups)
-    with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(impls["grouped_vjp"], (x, w), tangents)
-    # the tiny-map path is plain JAX, forward mode included; the dispatch swaps the custom-VJP path for XLA's
-    # inside xla_convolutions()
-    np.testing.assert_allclose(jax.jvp(impls["im2col"], (x, w), tangents)[1], expected_jvp, rtol=1e-10, atol=1e-10)
-    with cpu_conv.xla_convolutions():
-        np.testing.assert_allclose(jax.jvp(impls["dispatched"], (x, w), tangents)[1], expected_jvp, rtol=1e-10,
-                                   atol=1e-10)
+        # forward mode through every path: the Jacobian-matching estimator calls jax.jvp through the models
+        np.testing.assert_allclose(jax.jvp(conv, (x, w), tangents)[1], expected_jvp, rtol=1e-10, atol=1e-10,
+                                   err_msg=name)
 
 
-@pytest.mark.parametrize("path", ["im2col", "grouped_vjp"])
+@pytest.mark.parametrize("path", ["im2col", "grouped"])
 def test_second_order_reverse_mode_matches_xla(path):
     """Double backprop (Jacobian matching): grad_w of ||grad_x f||^2 agrees."""
     x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3), jnp.float64)
@@ -94,9 +90,9 @@ def _count(jaxpr, primitive):
     return str(jaxpr).count(primitive)
 
 
-def test_models_use_it_on_cpu():
+def test_models_use_it_on_cpu_and_the_switch_turns_it_off(monkeypatch):
     """VGG-9's 2x2-map convolutions become GEMMs (no XLA convolution left for them); ShuffleV1's grouped
-    convolutions take the custom VJP."""
+    convolutions take the custom JVP; KDJAX_CPU_SPEEDUPS=0 leaves every convolution XLA's."""
     from kdjax import models
     x = jnp.ones((1, 32, 32, 3))
     vgg = models.get_model("vgg9", num_classes=3, width=0.125)
@@ -105,8 +101,12 @@ def test_models_use_it_on_cpu():
     jaxpr = jax.make_jaxpr(lambda v: vgg.apply(v, x, train=False))(variables)
     assert 0 < _count(jaxpr, "conv_general_dilated") < len(kernels)
     shuffle = models.get_model("shufflev1", num_classes=3, width=0.25)
-    variables = jax.eval_shape(lambda: shuffle.init(jax.random.key(0), x, train=False))
-    assert "custom_vjp_call" in str(jax.make_jaxpr(lambda v: shuffle.apply(v, x, train=False))(variables))
+    shuffle_vars = jax.eval_shape(lambda: shuffle.init(jax.random.key(0), x, train=False))
+    assert "name=grouped_conv" in str(jax.make_jaxpr(lambda v: shuffle.apply(v, x, train=False))(shuffle_vars))
+    monkeypatch.setenv(ops.ENV_SWITCH, "0")
+    assert _count(jax.make_jaxpr(lambda v: vgg.apply(v, x, train=False))(variables), "conv_general_dilated") == \
+        len(kernels)
+    assert "name=grouped_conv" not in str(jax.make_jaxpr(lambda v: shuffle.apply(v, x, train=False))(shuffle_vars))
 
 
 def test_depthwise_convolutions_stay_xla():
@@ -114,7 +114,7 @@ def test_depthwise_convolutions_stay_xla():
     x, w = jnp.ones((2, 8, 8, 6)), jnp.ones((3, 3, 1, 6))
     jaxpr = jax.make_jaxpr(lambda w: cpu_conv.conv_general_dilated(
         x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6))(w)
-    assert "custom_vjp_call" not in str(jaxpr) and _count(jaxpr, "conv_general_dilated") == 1
+    assert "name=grouped_conv" not in str(jaxpr) and _count(jaxpr, "conv_general_dilated") == 1
 
 
 def test_unsupported_layouts_fall_back_to_xla():

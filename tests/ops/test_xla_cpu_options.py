@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kdjax import models, parallel
+from kdjax import models, ops, parallel
 from kdjax.ops import xla_cpu_options
 
 pytestmark = pytest.mark.skipif(not xla_cpu_options._supported(), reason="this jaxlib lacks the YNNPACK option")
@@ -31,13 +31,17 @@ def _setup():
     return {"conv": conv["params"], "bn": bn["params"], "stats": bn["batch_stats"]}, x
 
 
-def test_options_only_on_cpu():
-    assert xla_cpu_options.compiler_options(parallel.make_mesh()) == xla_cpu_options.OPTIONS
+def test_ops_jit_adds_the_options_on_cpu_only(monkeypatch):
+    seen = []
+    monkeypatch.setattr(ops.jax, "jit", lambda fn, **kw: seen.append(kw.get("compiler_options")) or fn)
+    ops.jit(abs, mesh=parallel.make_mesh())
+    ops.jit(abs, run_once=True)
     gpu_mesh = type("Mesh", (), {"devices": np.array([type("Device", (), {"platform": "gpu"})()])})()
-    assert xla_cpu_options.compiler_options(gpu_mesh) is None
-    assert xla_cpu_options.compiler_options(run_once=True) == {**xla_cpu_options.OPTIONS,
-                                                               **xla_cpu_options.RUN_ONCE_OPTIONS}
-    assert xla_cpu_options.compiler_options(gpu_mesh, run_once=True) is None
+    ops.jit(abs, mesh=gpu_mesh)
+    monkeypatch.setenv(ops.ENV_SWITCH, "0")
+    ops.jit(abs)
+    assert seen == [xla_cpu_options.OPTIONS, {**xla_cpu_options.OPTIONS, **xla_cpu_options.RUN_ONCE_OPTIONS},
+                    None, None]
 
 
 def test_run_once_initialisation_equals_the_optimised_one():

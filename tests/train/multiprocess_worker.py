@@ -11,24 +11,39 @@ jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processe
 import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
-from kdjax import parallel  # noqa: E402
+from kdjax import data, evaluators, metrics, parallel  # noqa: E402
 from kdjax.train import loop, recipe  # noqa: E402
 from kdjax.train import checkpoint as ckpt_lib  # noqa: E402
+from kdjax.train.stage import build_model  # noqa: E402
 from tests import helpers  # noqa: E402
 
 config = helpers.tiny_config(steps=3)
 spec = recipe.resolve_stage(config, "teacher")
-_, train_data, _ = loop.make_pipelines(config, spec)
-local = next(train_data.train_batches())
+d = data.build(spec.data, seed=0, batch_size=spec.batch_size, eval_batch_size=int(config.eval_batch_size),
+               process_index=jax.process_index(), process_count=jax.process_count())
+local = next(d.train.batches())
 global_ids = multihost_utils.process_allgather(local["index"])
-for stage in ("teacher", "student"):
-    loop.run_stage(config, stage, workdir)
+loop.run(config, workdir)
 checkpointer = ckpt_lib.Checkpointer(f"{workdir}/student/checkpoints")
 tree, _, step = checkpointer.restore_raw()
 checkpointer.close()
 checksum = float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(tree["params"])))
 checksums = multihost_utils.process_allgather(np.float64(checksum))
+
+# The retrieval evaluator on logits as embeddings: each process reads half of the 64 evaluation images, the
+# evaluator gathers all of them; the reference applies the model to the whole split in this process alone.
+model = build_model(recipe.resolve_stage(config, "student").model, 10)
+variables = {"params": tree["params"]["model"], "batch_stats": tree["batch_stats"]}
+mesh = parallel.make_mesh()
+retrieval = evaluators.build("eval", dict(type="retrieval", ks=(1, 4)), mesh=mesh, data=d.eval)
+gathered = retrieval.run(model.apply, jax.device_put(variables, parallel.replicated(mesh)))
+whole = data.build(dict(spec.data), seed=0, batch_size=16, eval_batch_size=64).eval
+images = np.concatenate([b["image"][b["_mask"]] for b in whole.batches()])
+logits = np.asarray(model.apply(variables, images, train=False)[0])
+reference = metrics.recall_at_k(logits, whole.split.labels, (1, 4))
 print("RESULT " + json.dumps({
     "process_count": jax.process_count(), "devices": jax.device_count(), "local_devices": jax.local_device_count(),
     "local_batch": int(len(local["index"])), "global_ids": np.asarray(global_ids).ravel().tolist(),
-    "step": int(step), "checksums": np.asarray(checksums).ravel().tolist()}), flush=True)
+    "step": int(step), "checksums": np.asarray(checksums).ravel().tolist(),
+    "eval_rows_here": int(sum(b["_mask"].sum() for b in d.eval.batches())),
+    "retrieval": gathered, "retrieval_reference": {f"recall@{k}": v for k, v in reference.items()}}), flush=True)

@@ -1,9 +1,12 @@
-"""Multi-host data parallelism on localhost: 2 processes x 4 CPU devices, jax.distributed + gloo collectives."""
+"""Multi-host data parallelism on localhost: 2 processes x 4 CPU devices, jax.distributed + gloo collectives; the
+retrieval evaluator gathers the embeddings of both processes."""
 import json
 import os
 import socket
 import subprocess
 import sys
+
+import pytest
 
 from tests import helpers
 
@@ -18,10 +21,14 @@ def test_two_processes_train_on_disjoint_shards_with_identical_replicas(tmp_path
     port = str(_free_port())
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=helpers.REPO,
                XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    # output to files: a full pipe that nobody reads would block one process and time out the other's barrier
+    logs = [(open(tmp_path / f"out{i}", "w+"), open(tmp_path / f"err{i}", "w+")) for i in range(2)]
     procs = [subprocess.Popen([sys.executable, "-m", "tests.train.multiprocess_worker", str(i), port,
-                               str(tmp_path / "run")], cwd=helpers.REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outputs = [p.communicate(timeout=600) for p in procs]
+                               str(tmp_path / "run")], cwd=helpers.REPO, env=env, stdout=out, stderr=err, text=True)
+             for i, (out, err) in enumerate(logs)]
+    for p in procs:
+        p.wait(timeout=600)
+    outputs = [(open(tmp_path / f"out{i}").read(), open(tmp_path / f"err{i}").read()) for i in range(2)]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     results = [json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:]) for out, _ in outputs]
@@ -31,6 +38,9 @@ def test_two_processes_train_on_disjoint_shards_with_identical_replicas(tmp_path
         assert len(r["global_ids"]) == 16 and len(set(r["global_ids"])) == 16  # one global batch, no duplicates
         assert r["step"] == 3
         assert r["checksums"][0] == r["checksums"][1]  # replicated state identical on both hosts
+        # each process read half of the evaluation split; the evaluator saw all of it, padding dropped
+        assert r["eval_rows_here"] == 32
+        assert r["retrieval"] == pytest.approx(r["retrieval_reference"], abs=1e-9)
     # only process 0 writes logs and results
     assert (tmp_path / "run" / "student" / "results.json").exists()
     lines = open(tmp_path / "run" / "student" / "metrics.jsonl").read().splitlines()

@@ -1,7 +1,6 @@
 """Loss-term registry and optimiser/schedule construction."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -39,7 +38,7 @@ def test_warmup_factor_follows_min_epoch_over_warmup():
 
 def test_multistep_schedule_drops_after_milestone_epochs():
     """lr = base * 0.1^(#milestones strictly below the 1-based epoch): epoch 151 is the first at 0.1x."""
-    cfg = ml_collections.ConfigDict(dict(name="multistep", base_lr=0.05, milestones=(150, 180, 210)))
+    cfg = dict(name="multistep", base_lr=0.05, milestones=(150, 180, 210))
     spe = 10
     sched = optim.make_schedule(cfg, steps_per_epoch=spe, total_steps=240 * spe)
     step_of = lambda epoch: (epoch - 1) * spe  # first step of a 1-based epoch
@@ -49,10 +48,14 @@ def test_multistep_schedule_drops_after_milestone_epochs():
     np.testing.assert_allclose(sched(step_of(240)), 0.00005, rtol=1e-5)
 
 
+def _optimizer(cfg, lr=1.0):
+    return optim.make_optimizer(cfg, dict(name="constant", base_lr=lr), steps_per_epoch=1, total_steps=1)[0]
+
+
 def test_sgd_coupled_weight_decay_matches_torch_semantics():
     """torch SGD(momentum, weight_decay): g' = g + wd*p; v = mu*v + g'; p -= lr*v (two steps by hand)."""
-    cfg = ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, nesterov=False, weight_decay=0.1))
-    tx = optim.make_optimizer(cfg, optax.constant_schedule(0.5))
+    cfg = dict(name="sgd", momentum=0.9, nesterov=False, weight_decay=0.1)
+    tx = _optimizer(cfg, 0.5)
     p = {"w": jnp.array([1.0, -2.0])}
     g = {"w": jnp.array([0.3, 0.1])}
     state = tx.init(p)
@@ -66,8 +69,7 @@ def test_sgd_coupled_weight_decay_matches_torch_semantics():
 
 
 def test_exclude_1d_from_decay_leaves_biases_alone():
-    cfg = ml_collections.ConfigDict(dict(name="sgd", momentum=0.0, weight_decay=1.0, exclude_1d_from_decay=True))
-    tx = optim.make_optimizer(cfg, optax.constant_schedule(1.0))
+    tx = _optimizer(dict(name="sgd", momentum=0.0, weight_decay=1.0, exclude_1d_from_decay=True))
     p = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}
     zeros = jax.tree.map(jnp.zeros_like, p)
     updates, _ = tx.update(zeros, tx.init(p), p)
@@ -76,19 +78,52 @@ def test_exclude_1d_from_decay_leaves_biases_alone():
 
 
 def test_adamw_decouples_decay():
-    cfg = ml_collections.ConfigDict(dict(name="adamw", weight_decay=0.5))
-    tx = optim.make_optimizer(cfg, optax.constant_schedule(0.1))
+    tx = _optimizer(dict(name="adamw", weight_decay=0.5), 0.1)
     p = {"w": jnp.array([2.0])}
     updates, _ = tx.update({"w": jnp.array([0.0])}, tx.init(p), p)
     np.testing.assert_allclose(updates["w"], [-0.1 * 0.5 * 2.0], rtol=1e-6)  # lr * wd * p, no Adam scaling
 
 
-def test_unknown_optimizer_and_schedule():
-    with pytest.raises(ValueError, match="Unknown optimizer 'lamb'.*sgd, adam, adamw"):
-        optim.make_optimizer(ml_collections.ConfigDict(dict(name="lamb")), optax.constant_schedule(1.0))
-    with pytest.raises(ValueError, match="Unknown schedule 'step'.*multistep"):
-        optim.make_schedule(ml_collections.ConfigDict(dict(name="step", base_lr=1.0)), steps_per_epoch=1,
-                            total_steps=1)
+def test_unknown_optimizer_schedule_and_keys_name_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lamb'; valid: \['sgd', 'adam', 'adamw'\]"):
+        optim.check(dict(name="lamb"), dict(name="constant", base_lr=1.0))
+    with pytest.raises(ValueError, match=r"unknown schedule 'step'; valid: \['constant', 'multistep'"):
+        optim.check(dict(name="sgd"), dict(name="step", base_lr=1.0))
+    # keys that belong to another optimizer or schedule, and typos, are errors, not silently dropped
+    with pytest.raises(ValueError, match=r"optimizer \(adam\): unknown key\(s\) \['momentum'\]; valid keys: .*'b1'"):
+        optim.check(dict(name="adam", momentum=0.9), dict(name="constant", base_lr=1.0))
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['weight_deacy'\]"):
+        optim.check(dict(name="sgd", weight_deacy=5e-4), dict(name="constant", base_lr=1.0))
+    with pytest.raises(ValueError, match=r"schedule \(cosine\): unknown key\(s\) \['warmup'\]; valid keys: .*warmup_epochs"):
+        optim.check(dict(name="sgd"), dict(name="cosine", base_lr=1.0, warmup=5))
+    with pytest.raises(ValueError, match=r"schedule \(multistep\): unknown key\(s\) \['warmup_epochs'\]"):
+        optim.check(dict(name="sgd"), dict(name="multistep", base_lr=1.0, milestones=(1,), warmup_epochs=5))
+    with pytest.raises(ValueError, match=r"schedule \(multistep\): missing key\(s\) \['milestones'\]"):
+        optim.check(dict(name="sgd"), dict(name="multistep", base_lr=1.0))
+    with pytest.raises(ValueError, match=r"optimizer.groups.head: unknown key\(s\) \['lr'\]"):
+        optim.check(dict(name="sgd", groups=dict(head=dict(pattern="Dense", lr=0.1))), dict(name="constant", base_lr=1))
+
+
+def test_parameter_groups_apply_their_learning_rates_and_decay():
+    """One SGD step by hand: the head at base_lr x 10 without decay, the first conv at its own base LR, the rest at
+    the schedule's LR with coupled decay."""
+    cfg = dict(name="sgd", momentum=0.0, weight_decay=0.5,
+               groups=dict(head=dict(pattern=r"^model/Dense_0/", lr_mult=10.0, weight_decay=0.0),
+                           stem=dict(pattern=r"Conv_0/kernel$", base_lr=0.02)))
+    tx, schedules = optim.make_optimizer(cfg, dict(name="multistep", base_lr=0.1, milestones=(1,)),
+                                         steps_per_epoch=2, total_steps=4)
+    params = {"model": {"Conv_0": {"kernel": jnp.full((2,), 2.0)}, "Conv_1": {"kernel": jnp.full((2,), 3.0)},
+                        "Dense_0": {"kernel": jnp.full((2,), 4.0)}}}
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+    updates, state = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["model"]["Dense_0"]["kernel"], -1.0 * 0.5)            # lr 0.1 x 10, no decay
+    np.testing.assert_allclose(updates["model"]["Conv_0"]["kernel"], -0.02 * (0.5 + 0.5 * 2))  # own base LR
+    np.testing.assert_allclose(updates["model"]["Conv_1"]["kernel"], -0.1 * (0.5 + 0.5 * 3))   # default group
+    assert set(schedules) == {"default", "head", "stem"}
+    np.testing.assert_allclose([schedules["head"](0), schedules["head"](2), schedules["stem"](2)],
+                               [1.0, 0.1, 0.002], rtol=1e-6)  # the schedule's shape, scaled or restarted
+    with pytest.raises(ValueError, match=r"optimizer.groups \['nothing'\]: pattern matches no parameter"):
+        optim.check_groups_match(params, dict(groups=dict(nothing=dict(pattern="^terms/"))))
 
 
 @pytest.fixture(scope="module")

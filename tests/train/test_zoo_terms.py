@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs.baselines import cifar100 as baselines
-from kdjax import data, models, parallel
+from kdjax import data, models, parallel, tasks
 from kdjax.train import step as step_lib
 from kdjax.train import terms
 
@@ -27,11 +27,11 @@ def all_methods_losses(pair: str) -> dict:
 @pytest.fixture(scope="module")
 def cifar_batches():
     with tfds.testing.mock_data(num_examples=64):
-        source = data.get_source("cifar100")
-        pipe = data.Pipeline(source, split="train", global_batch_size=8, mean=(0.5,) * 3, std=(0.25,) * 3,
-                             augment=("crop", "flip"), strong_augment=("crop", "flip", "randaugment", "cutout"),
-                             contrast_negatives=32)
-        return [b for _, b in zip(range(2), pipe.train_batches())], pipe.split_size
+        d = data.build(dict(name="cifar100", views={"image": baselines.WEAK,
+                                                    "image_strong": baselines.WEAK + "|randaugment|cutout"},
+                            contrast_negatives=32), seed=0, batch_size=8, eval_batch_size=8)
+        batches = d.train.batches()
+        return [next(batches) for _ in range(2)], len(d.train_split)
 
 
 # One pair trains (~2 min of CPU, mostly compilation); every pair's layout is checked by the shape-only test below.
@@ -49,9 +49,10 @@ def test_every_method_takes_a_distillation_step(pair, cifar_batches):
     tx = optax.sgd(0.05, momentum=0.9)
     state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv, dataset_size))(
         jax.random.key(1), batches[0], teacher_vars)
-    train, _ = step_lib.compile_steps(mesh, networks=networks, weighted_terms=weighted,
-                                      schedule=optax.constant_schedule(0.05), steps_per_epoch=100,
-                                      dataset_size=dataset_size)
+    train = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
+                                    task=tasks.get_task("classification"),
+                                    schedules={"default": optax.constant_schedule(0.05)}, steps_per_epoch=100,
+                                    dataset_size=dataset_size)
     before = jax.tree.map(np.asarray, state)
     state, m1 = train(state, teacher_vars, batches[0])
     after_one = jax.tree.map(np.asarray, state)

@@ -27,6 +27,16 @@ Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
+class ViewOutputs:
+    """Both networks on one extra view of the batch: the student in train mode (its BatchNorm on the view's own
+    batch statistics, as a second PyTorch forward pass), the teacher frozen."""
+    student_logits: Array
+    student_taps: dict
+    teacher_logits: Array | None
+    teacher_taps: dict | None
+
+
+@dataclasses.dataclass(frozen=True)
 class TermInputs:
     batch: dict
     student_logits: Array
@@ -38,9 +48,7 @@ class TermInputs:
     step: Array
     epoch: Array   # 1-based epoch index, as in the PyTorch references' warm-up rules
     rng: Array
-    # Extra views a term asked for (`Term.views`): batch key -> (student logits, student taps, teacher logits,
-    # teacher taps), the student in train mode (its own BN batch statistics, as a second torch forward would).
-    views: dict = dataclasses.field(default_factory=dict)
+    views: dict = dataclasses.field(default_factory=dict)  # extra views the terms asked for: key -> ViewOutputs
     dataset_size: int = 0  # examples in the training split (the size of CRD's memory banks)
 
     @property

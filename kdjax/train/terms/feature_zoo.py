@@ -1,5 +1,5 @@
 """Terms of the single-label KD zoo with learnable modules or state: FitNet, OFD, ReviewKD, VID, CRD; and MLLD
-(two views). Spec single_label_kd.md 3.2-3.11.
+(two views), with the weights and options of the mdistiller / RepDistiller recipes.
 
 The modules (`kdjax.modules`) are built from the shapes of the student's and teacher's taps at `init`, so every
 model pair lines up without per-pair tables; their parameters live in `params['terms'][name]` (optimised,
@@ -57,7 +57,7 @@ def _as_map(v):
 @register("fitnet")
 @dataclasses.dataclass(frozen=True)
 class FitNet(Term):
-    """Hint at `feats[hint_layer]` through ConvReg; weight 100 in the recipes (spec 3.2)."""
+    """Hint at `feats[hint_layer]` through ConvReg; weight 100 in the recipes."""
     hint_layer: int = 2
     needs_teacher = True
 
@@ -78,7 +78,7 @@ class FitNet(Term):
 @dataclasses.dataclass(frozen=True)
 class OFD(Term):
     """Partial L2 between connector(student pre-ReLU) and teacher pre-ReLU features with BN-derived margins;
-    weight 0.001 (spec 3.7). `teacher_bn_mode='train'` (reference code): the teacher's BN uses batch statistics
+    weight 0.001. `teacher_bn_mode='train'` (reference code): the teacher's BN uses batch statistics
     for these features (an extra teacher forward; its running statistics are not updated); 'eval': running ones."""
     teacher_bn_mode: str = "train"
     needs_teacher = True
@@ -121,7 +121,7 @@ class OFD(Term):
 @dataclasses.dataclass(frozen=True)
 class ReviewKD(Term):
     """ABF fusion of the student's [f1.., pooled] matched to the teacher's pre-ReLU [f1.., pooled] by HCL; weight
-    5.0 with a 20-epoch warm-up in the mdistiller recipe (spec 3.8)."""
+    5.0 with a 20-epoch warm-up in the mdistiller recipe."""
     max_mid_channels: int = 512
     needs_teacher = True
 
@@ -148,8 +148,8 @@ class ReviewKD(Term):
 @register("vid")
 @dataclasses.dataclass(frozen=True)
 class VID(Term):
-    """Variational information distillation on `feats[1:]` pairs (the larger map average-pooled first); weight 1
-    (spec 3.9). learn_variance=True: RepDistiller / paper; False: mdistiller (sigma^2 fixed at init_var)."""
+    """Variational information distillation on `feats[1:]` pairs (the larger map average-pooled first); weight 1.
+    learn_variance=True: RepDistiller / paper; False: mdistiller (sigma^2 fixed at init_var)."""
     init_var: float = 5.0
     eps: float = 1e-5
     learn_variance: bool = True
@@ -176,7 +176,7 @@ class VID(Term):
 @register("crd")
 @dataclasses.dataclass(frozen=True)
 class CRD(Term):
-    """Contrastive representation distillation on the pooled features (spec 3.6); weight 0.8. Needs the pipeline's
+    """Contrastive representation distillation on the pooled features; weight 0.8. Needs the pipeline's
     `contrast_idx` (data.contrast_negatives = K, 16384 in the recipe) and the dataset `index`. The memory banks
     (dataset_size x feat_dim each) and Z constants are this term's loss state; both embeddings are trainable."""
     feat_dim: int = 128
@@ -211,7 +211,7 @@ class CRD(Term):
 @dataclasses.dataclass(frozen=True)
 class MLLD(Term):
     """Multi-level logit distillation on the weak view ('image') and the strong view; weight 0.9, with CE 0.1 on
-    each view (`ce` and a second `ce` entry with view='image_strong'); spec 3.11."""
+    each view (`ce` and a second `ce` entry with view='image_strong')."""
     variant: str = "official"
     strong_view: str = "image_strong"
     needs_teacher = True
@@ -225,5 +225,6 @@ class MLLD(Term):
         return (self.strong_view,)
 
     def loss(self, inputs):
-        s_strong, _, t_strong, _ = inputs.views[self.strong_view]
-        return losses.mlld(inputs.student_logits, inputs.teacher_logits, s_strong, t_strong, variant=self.variant)
+        strong = inputs.views[self.strong_view]
+        return losses.mlld(inputs.student_logits, inputs.teacher_logits, strong.student_logits, strong.teacher_logits,
+                           variant=self.variant)

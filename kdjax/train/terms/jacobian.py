@@ -1,8 +1,8 @@
-"""Terms of the Jacobian-matching paper (shared/papers/004): Jacobian matching, Jacobian-norm penalty, attention
+"""Terms of the Jacobian-matching paper (Srinivas & Fleuret, ICML 2018): Jacobian matching, Jacobian-norm penalty, attention
 matching, attention-map Jacobians and LwF-style transfer.
 
 They call the networks through `TermInputs.student_fn` / `teacher_fn`, whose BatchNorm uses running statistics,
-so every Jacobian is per-example (spec 5.2). The student's outputs for the other terms still come from the
+so every Jacobian is per-example. The student's outputs for the other terms still come from the
 train-mode forward pass.
 """
 import dataclasses
@@ -41,7 +41,7 @@ class JacobianMatching(Term):
 @register("jacobian_matching_jvp")
 @dataclasses.dataclass(frozen=True)
 class JacobianMatchingJvp(Term):
-    """All-outputs Jacobian match, forward-mode unbiased estimate (kdjax extension, spec 5.5)."""
+    """All-outputs Jacobian match, forward-mode unbiased estimate (kdjax extension, not in the paper)."""
     num_tangents: int = 1
     sigma: float = 1.0
     needs_teacher = True

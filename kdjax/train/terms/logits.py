@@ -17,7 +17,7 @@ class CrossEntropy(Term):
         return () if self.view == "image" else (self.view,)
 
     def loss(self, inputs):
-        logits = inputs.student_logits if self.view == "image" else inputs.views[self.view][0]
+        logits = inputs.student_logits if self.view == "image" else inputs.views[self.view].student_logits
         return losses.cross_entropy(logits, inputs.labels, label_smoothing=self.label_smoothing)
 
 

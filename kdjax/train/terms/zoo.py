@@ -1,4 +1,5 @@
-"""Terms of the single-label KD zoo that need no learnable modules: DKD, AT, RKD, PKT (spec section 3).
+"""Terms of the single-label KD zoo that need no learnable modules: DKD, AT, RKD, PKT (mdistiller / RepDistiller
+recipes).
 
 Weights and warm-ups come from the config entry (e.g. DKD: `dict(weight=1.0, warmup_epochs=20, beta=8.0)`).
 """
