@@ -62,6 +62,10 @@ TRAINED_ELSEWHERE = {
     "configs/jacobian_matching/fashion_mnist_table2.py",
     # The quickstart recipe (tests/test_experiments.py) on Fashion-MNIST, which tests/test_baselines.py trains on.
     "configs/fashion_mnist_kd.py",
+    # tests/test_icd.py: student.py's vgg13-vgg8 ours_rkd cell with its ICD teacher stage (teacher.py on CIFAR), and
+    # teacher.py on a miniature Tiny-ImageNet tree
+    "configs/icd/student.py",
+    "configs/icd/teacher.py",
 }
 
 

@@ -57,6 +57,8 @@ MLLD_EPOCHS = {"resnet50_cifar-mobilenetv2": 480, "vgg13-mobilenetv2": 480, "wrn
 def method_losses(method: str, pair: str) -> dict:
     """The loss block of one method : weights and options as in the reference recipes."""
     student = pair.split("-")[1]
+    if method == "dkd" and pair not in DKD_BETA:
+        raise ValueError(f"dkd: no published beta for pair {pair!r}; pairs with one: {', '.join(DKD_BETA)}")
     table = {
         "ce": {"ce": dict(weight=1.0)},
         "kd": {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0)},
@@ -70,7 +72,7 @@ def method_losses(method: str, pair: str) -> dict:
         "reviewkd": {"ce": dict(weight=1.0),
                      "reviewkd": dict(weight=REVIEWKD_WEIGHT.get(student, 5.0), warmup_epochs=20)},
         "dkd": {"ce": dict(weight=1.0),
-                "dkd": dict(weight=1.0, warmup_epochs=20, alpha=1.0, beta=DKD_BETA[pair], temperature=4.0)},
+                "dkd": dict(weight=1.0, warmup_epochs=20, alpha=1.0, beta=DKD_BETA.get(pair), temperature=4.0)},
         "mlld": {"ce": dict(weight=0.1), "ce_strong": dict(term="ce", weight=0.1, view="image_strong"),
                  "mlld": dict(weight=0.9, variant="official")},
     }

@@ -12,7 +12,9 @@ Dataset names:
 - any TFDS name (`cifar100`, `caltech_birds2011`, `tfds:fashion_mnist` to force TFDS for a name used above):
   random access through `tfds.data_source` when the dataset was prepared as ArrayRecord; a split prepared as
   TFRecord (TFDS's default) is read once into memory as encoded bytes (its file size in RAM);
-- `folder:<root>`: images in class folders, `<root>/<split>/<class>/<image>`, classes in sorted order.
+- `folder:<root>`: images in class folders, `<root>/<split>/<class>/<image>`, classes in sorted order;
+- `tiny_imagenet:<root>`: the official Tiny-ImageNet archive unpacked (`tiny-imagenet-200/`): splits `train`
+  (100,000 images) and `val` (10,000, labels from `val/val_annotations.txt`), 200 classes in sorted wnid order.
 Split names may take a first-N slice, `test[:64]` (every source), and TFDS split arithmetic (`train+test`).
 """
 import dataclasses
@@ -33,6 +35,8 @@ _FASHION_MNIST_FILES = {
 OFFLINE_NAMES = ("digits", "fashion_mnist")
 TFDS_PREFIX = "tfds:"
 FOLDER_PREFIX = "folder:"
+TINY_IMAGENET_PREFIX = "tiny_imagenet:"
+TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
@@ -165,7 +169,8 @@ def _tfds_builder(name: str, data_dir):
     except tfds.core.registered.DatasetNotFoundError as e:
         close = difflib.get_close_matches(name, tfds.list_builders(), n=5)
         raise ValueError(f"Unknown dataset {name!r}: neither an offline source ({', '.join(OFFLINE_NAMES)}), "
-                         f"'{FOLDER_PREFIX}<root>' nor a TFDS builder. Close TFDS names: {close or 'none'}") from e
+                         f"'{FOLDER_PREFIX}<root>', '{TINY_IMAGENET_PREFIX}<root>' nor a TFDS builder. Close TFDS "
+                         f"names: {close or 'none'}") from e
 
 
 class _FeatureColumn(Sequence):
@@ -244,11 +249,46 @@ def _folder_split(root: str, split: str) -> Split:
                  records=_FileBytes(paths), channels=3)
 
 
+def _tiny_imagenet_split(root: str, split: str) -> Split:
+    """The official archive's layout: train/<wnid>/images/*.JPEG; val/images/*.JPEG + val/val_annotations.txt."""
+    train_dir = os.path.join(root, "train")
+    how = (f"download {TINY_IMAGENET_URL}, unzip it (`unzip tiny-imagenet-200.zip`) and pass "
+           f"data.name='{TINY_IMAGENET_PREFIX}<path>/tiny-imagenet-200'")
+    if not os.path.isdir(train_dir):
+        raise FileNotFoundError(f"Tiny-ImageNet: {train_dir} does not exist; {how}")
+    wnids = sorted(d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d)))
+    index = {w: i for i, w in enumerate(wnids)}
+    if split == "train":
+        paths, labels = [], []
+        for w in wnids:
+            folder = os.path.join(train_dir, w, "images")
+            files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+            paths += [os.path.join(folder, f) for f in files]
+            labels += [index[w]] * len(files)
+    elif split == "val":
+        annotations = os.path.join(root, "val", "val_annotations.txt")
+        if not os.path.exists(annotations):
+            raise FileNotFoundError(f"Tiny-ImageNet: {annotations} does not exist; {how}")
+        with open(annotations, encoding="utf-8") as f:
+            rows = sorted(line.split("\t")[:2] for line in f if line.strip())
+        unknown = sorted({w for _, w in rows} - set(index))
+        if unknown:
+            raise ValueError(f"Tiny-ImageNet: val_annotations.txt names classes without a train folder: {unknown[:5]}")
+        paths = [os.path.join(root, "val", "images", name) for name, _ in rows]
+        labels = [index[w] for _, w in rows]
+    else:
+        raise ValueError(f"Dataset 'tiny_imagenet' has no split {split!r}; valid splits: ['train', 'val']")
+    return Split(f"{TINY_IMAGENET_PREFIX}{root}:{split}", np.asarray(labels, np.int32), len(wnids), tuple(wnids),
+                 records=_FileBytes(paths), channels=3)
+
+
 # ---- entry point ----------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=32)
 def _open(name: str, split: str, data_dir) -> Split:
     if name.startswith(FOLDER_PREFIX):
         return _folder_split(os.path.expanduser(name.removeprefix(FOLDER_PREFIX)), split)
+    if name.startswith(TINY_IMAGENET_PREFIX):
+        return _tiny_imagenet_split(os.path.expanduser(name.removeprefix(TINY_IMAGENET_PREFIX)), split)
     if name in OFFLINE_NAMES:
         splits = _digits() if name == "digits" else _fashion_mnist()
         if split not in splits:
@@ -273,6 +313,6 @@ def get_split(name: str, split: str, *, data_dir: str | None = None,
 
 def check_dataset_name(name: str, data_dir: str | None = None) -> None:
     """Raises ValueError (naming close matches) for a name that is no offline, folder or TFDS dataset."""
-    if name in OFFLINE_NAMES or name.startswith(FOLDER_PREFIX):
+    if name in OFFLINE_NAMES or name.startswith((FOLDER_PREFIX, TINY_IMAGENET_PREFIX)):
         return
     _tfds_builder(name.removeprefix(TFDS_PREFIX), data_dir)

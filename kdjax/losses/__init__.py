@@ -2,7 +2,8 @@
 
 No Flax, no configs. Teacher arrays are not stop-gradient'ed here; the caller decides which side is constant.
 """
-from kdjax.losses.contrastive import crd, crd_init_state, crd_update_memory
+from kdjax.losses.contrastive import (crd, crd_init_state, crd_update_memory, icd_fire_plan, icd_init_cache,
+                                      icd_intra, icd_margin)
 from kdjax.losses.features import adaptive_avg_pool, attention_transfer, fitnet, ofd, ofd_margins, review_hcl, vid
 from kdjax.losses.jacobian import (attention_jacobian_matching, attention_map, input_gradients, jacobian_matching,
                                    jacobian_matching_jvp, jacobian_norm_penalty)
@@ -11,7 +12,8 @@ from kdjax.losses.relational import pkt, rkd
 
 __all__ = [
     "adaptive_avg_pool", "attention_jacobian_matching", "attention_map", "attention_transfer", "crd",
-    "crd_init_state", "crd_update_memory", "cross_entropy", "dkd", "fitnet", "input_gradients", "jacobian_matching",
+    "crd_init_state", "crd_update_memory", "cross_entropy", "icd_fire_plan", "icd_init_cache", "icd_intra",
+    "icd_margin", "dkd", "fitnet", "input_gradients", "jacobian_matching",
     "jacobian_matching_jvp", "jacobian_norm_penalty", "kd", "logit_mse", "mlld", "ofd", "ofd_margins", "pkt",
     "review_hcl", "rkd", "vid",
 ]

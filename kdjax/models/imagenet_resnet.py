@@ -1,8 +1,10 @@
-"""ImageNet ResNets with BasicBlocks (torchvision `resnet18`, `resnet34`), for transfer teachers (paper 004 Sec 6.3).
+"""ResNets with BasicBlocks: ImageNet layout (torchvision `resnet18`, `resnet34`; transfer teachers, Srinivas &
+Fleuret 2018 Sec 6.3) and the CIFAR layout of the same stages (`resnet18_cifar`, `resnet34_cifar`: the CIFAR
+ResNet-50 stem, conv3x3 stride 1 + BN + ReLU and no max-pool, as ICD's ResNet-34 student; spatial 32, 32, 16, 8, 4).
 
 Stem conv7x7/2 (no bias) + BN + ReLU + maxpool 3x3/2 (pad 1); four stages of BasicBlocks (64, 128, 256, 512
 channels, strides 1, 2, 2, 2; 1x1 conv + BN shortcut on the first block of stages 2-4); global average pool; FC.
-Taps: `feats` = [stem output after the maxpool, layer1, layer2, layer3, layer4] (at 224 px: 56, 56, 28, 14, 7),
+Taps: `feats` = [stem output (after the maxpool), layer1, layer2, layer3, layer4] (at 224 px: 56, 56, 28, 14, 7),
 `preact_feats` likewise before each stage's last ReLU, `pooled`.
 ImageNet weights: convert a torchvision state_dict with `experiments/convert_torchvision_resnet.py` (kdjax does not
 download weights).
@@ -16,12 +18,14 @@ from kdjax.models import layers
 from kdjax.models.cifar_resnet import BasicBlock
 
 _BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+_CIFAR = {"resnet18_cifar": "resnet18", "resnet34_cifar": "resnet34"}
 _WIDTHS = (64, 128, 256, 512)
 
 
 class ImageNetResNet(nn.Module):
     blocks: tuple[int, int, int, int]
     num_classes: int = 1000
+    cifar_stem: bool = False
     width: float = 1.0
     frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
@@ -30,9 +34,13 @@ class ImageNetResNet(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool):
         train_bn = layers.bn_train(train, self.frozen_bn)
         w = [layers.scaled(c, self.width) for c in _WIDTHS]
-        x = layers.conv(w[0], 7, 2, dtype=self.dtype, name="conv1")(x.astype(self.dtype))
-        x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype, name="bn1")(x))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        if self.cifar_stem:
+            x = layers.conv(w[0], 3, 1, dtype=self.dtype, name="conv1")(x.astype(self.dtype))
+            x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype, name="bn1")(x))
+        else:
+            x = layers.conv(w[0], 7, 2, dtype=self.dtype, name="conv1")(x.astype(self.dtype))
+            x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype, name="bn1")(x))
+            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         feats, preacts, preact_bn = [x], [x], [None]
         for stage, (features, n, stride) in enumerate(zip(w, self.blocks, (1, 2, 2, 2))):
             for b in range(n):
@@ -48,10 +56,12 @@ class ImageNetResNet(nn.Module):
 
 
 def get_model(name: str, *, num_classes: int, **kw) -> ImageNetResNet:
+    if name in _CIFAR:
+        return ImageNetResNet(blocks=_BLOCKS[_CIFAR[name]], num_classes=num_classes, cifar_stem=True, **kw)
     return ImageNetResNet(blocks=_BLOCKS[name], num_classes=num_classes, **kw)
 
 
-NAMES = tuple(_BLOCKS)
+NAMES = tuple(_BLOCKS) + tuple(_CIFAR)
 
 
 def variables_from_torch(state_dict: dict, blocks=_BLOCKS["resnet34"]) -> dict:

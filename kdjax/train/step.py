@@ -49,6 +49,24 @@ def extra_views(weighted_terms) -> tuple[str, ...]:
     return tuple(sorted({v for wt in weighted_terms for v in wt.term.views}))
 
 
+def joint_views(weighted_terms) -> tuple[str, ...]:
+    return tuple(sorted({v for wt in weighted_terms for v in wt.term.joint_views}))
+
+
+NON_BATCH_TAPS = ("preact_bn",)  # taps that hold parameters (BN scale, bias), not per-example features
+
+
+def _split_rows(tree, parts: int):
+    """Splits every per-example array of a model's (outputs, taps) into `parts` equal row blocks."""
+    outputs, taps = tree
+    n = outputs.shape[0] // parts
+
+    def part(i):
+        rows = lambda x: x[i * n:(i + 1) * n]  # noqa: E731
+        return rows(outputs), {k: v if k in NON_BATCH_TAPS else jax.tree.map(rows, v) for k, v in taps.items()}
+    return [part(i) for i in range(parts)]
+
+
 def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_vars, batch, *, step, epoch, rng,
             dataset_size: int = 0) -> tuple[terms_lib.TermInputs, dict]:
     """Student (train mode) and teacher outputs on `batch['image']` and on every extra view a term reads.
@@ -58,19 +76,33 @@ def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_var
     """
     teacher_fn = networks.teacher_fn(teacher_vars)
 
-    def both(images, stats, dropout_rng):
-        (logits, taps), updated = networks.student.apply({"params": params, "batch_stats": stats}, images, train=True,
-                                                         mutable=["batch_stats"], rngs={"dropout": dropout_rng})
-        t_logits, t_taps = jax.lax.stop_gradient(teacher_fn(images)) if teacher_fn else (None, None)
-        return terms_lib.ViewOutputs(logits, taps, t_logits, t_taps), updated.get("batch_stats", stats)
+    def student(images, stats, dropout_rng):
+        out, updated = networks.student.apply({"params": params, "batch_stats": stats}, images, train=True,
+                                              mutable=["batch_stats"], rngs={"dropout": dropout_rng})
+        return out, updated.get("batch_stats", stats)
 
-    main, stats = both(batch["image"], batch_stats, jax.random.fold_in(rng, 1))
-    views = {}
-    for i, key in enumerate(extra_views(weighted_terms)):
+    def with_teacher(out, images):
+        t_logits, t_taps = jax.lax.stop_gradient(teacher_fn(images)) if teacher_fn else (None, None)
+        return terms_lib.ViewOutputs(out[0], out[1], t_logits, t_taps)
+
+    for key in extra_views(weighted_terms):
         if key not in batch:
             raise ValueError(f"a loss term needs batch view {key!r}, which the pipeline did not produce; add it to "
                              f"data.views (batch keys: {sorted(batch)})")
-        views[key], stats = both(batch[key], stats, jax.random.fold_in(rng, 100 + i))
+    joint = joint_views(weighted_terms)
+    views = {}
+    if joint:  # 'image' and the joint views as one batch through the student: one set of BN batch statistics
+        images = jnp.concatenate([batch["image"]] + [batch[k] for k in joint], axis=0)
+        out, stats = student(images, batch_stats, jax.random.fold_in(rng, 1))
+        parts = _split_rows(out, 1 + len(joint))
+        main = with_teacher(parts[0], batch["image"])
+        views.update({k: with_teacher(part, batch[k]) for k, part in zip(joint, parts[1:])})
+    else:
+        out, stats = student(batch["image"], batch_stats, jax.random.fold_in(rng, 1))
+        main = with_teacher(out, batch["image"])
+    for i, key in enumerate(k for k in extra_views(weighted_terms) if k not in joint):
+        out, stats = student(batch[key], stats, jax.random.fold_in(rng, 100 + i))
+        views[key] = with_teacher(out, batch[key])
     inputs = terms_lib.TermInputs(batch, main.student_logits, main.student_taps, main.teacher_logits,
                                   main.teacher_taps, networks.student_fn(params, batch_stats), teacher_fn,
                                   jnp.asarray(step, jnp.int32), jnp.asarray(epoch, jnp.float32), rng, views,

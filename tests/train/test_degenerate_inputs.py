@@ -25,6 +25,7 @@ TERM_OPTIONS = {
     "attention_matching": dict(weight=1.0, student_layers=("feats.1",), teacher_layers=("feats.1",)),
     "attention_jacobian": dict(weight=1.0, student_layer="feats.0", teacher_layer="feats.0"),
     "lwf": dict(weight=1.0, head="aux_logits"),
+    "icd": dict(weight=1.0, margin_threshold=-0.99, capacity=2),  # everything qualifies and fires
 }
 TEST_ONLY = {"nan_from_step_3", "nan_gradient_from_step_3"}  # registered by tests/train/test_loop.py
 
@@ -38,10 +39,11 @@ def _batches():
     zeros = np.zeros((B, SIZE, SIZE, 3), np.float32)
     identical = np.broadcast_to(image, (B, SIZE, SIZE, 3)).copy()
     varied = rng.normal(size=(B, SIZE, SIZE, 3)).astype(np.float32)
+    views = lambda x: dict(image=x, image_strong=x, image_view2=x)  # noqa: E731
     return {
-        "zeros": dict(base, image=zeros, image_strong=zeros),
-        "identical_rows": dict(base, image=identical, image_strong=identical),
-        "one_class": dict(base, image=varied, image_strong=varied, label=np.zeros(B, np.int32)),
+        "zeros": dict(base, **views(zeros)),
+        "identical_rows": dict(base, **views(identical)),
+        "one_class": dict(base, **views(varied), label=np.zeros(B, np.int32)),
     }
 
 

@@ -65,6 +65,15 @@ class Term:
         """Batch keys other than 'image' this term needs forwarded through both networks (e.g. MLLD's strong view)."""
         return ()
 
+    @property
+    def joint_views(self) -> tuple[str, ...]:
+        """Views to forward through the student together with 'image', as one batch (one BatchNorm pass over both
+        views, as supervised-contrastive code does) instead of one forward pass per view."""
+        return ()
+
+    def check_weight(self, weight: float) -> None:
+        """Raises ValueError for a weight this term does not accept (e.g. a negative lambda)."""
+
     def init(self, rng: Array, inputs: TermInputs) -> tuple[Any, Any]:
         """Returns (trainable params, non-trainable state) of this term."""
         return {}, {}
@@ -124,7 +133,12 @@ def build_term(name: str, options: dict) -> WeightedTerm:
     if unknown:
         raise ValueError(f"loss term {name!r}: unknown option(s) {unknown}; valid options: "
                          f"{['weight', 'warmup_epochs', 'term'] + valid}")
-    return WeightedTerm(name, cls(**options), weight, warmup)
+    try:
+        term = cls(**options)
+        term.check_weight(weight)
+    except ValueError as e:
+        raise ValueError(f"loss term {name!r}: {e}") from e
+    return WeightedTerm(name, term, weight, warmup)
 
 
 def build_terms(config: dict) -> list[WeightedTerm]:
