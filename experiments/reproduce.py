@@ -40,7 +40,7 @@ def load_config(spec: str, seed: int | None = None, overrides=()):
     return config
 
 
-def run_stage_once(config, stage: str, workdir: str, *, collect: bool = False) -> dict | None:
+def run_stage_once(config, stage: str, workdir: str, collect: bool = False) -> dict | None:
     """Runs one stage, or reports it when it finished under the same config; with `collect`, only reads finished
     results (None otherwise). SIGTERM: the stage is checkpointed and the sweep stops; a relaunch resumes it."""
     if collect:
