@@ -57,11 +57,19 @@ class CifarResNet(nn.Module):
         return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
 
 
-def get_model(name, num_classes=100):
+CIFAR_RESNETS = {"resnet8": (1, (16, 16, 32, 64)), "resnet8x4": (1, (32, 64, 128, 256)),
+                 "resnet32x4": (5, (32, 64, 128, 256))}
+
+
+def get_model(name, num_classes=100, in_ch=3):
     if name in VGG_BLOCKS:
-        return VGG(name, num_classes)
-    n, widths = {"resnet8x4": (1, (32, 64, 128, 256)), "resnet32x4": (5, (32, 64, 128, 256))}[name]
-    return CifarResNet(n, widths, num_classes)
+        return VGG(name, num_classes, in_ch)
+    n, widths = CIFAR_RESNETS[name]
+    model = CifarResNet(n, widths, num_classes, in_ch)
+    for m in model.modules():  # mdistiller's init, as kdjax's CIFAR ResNets
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return model
 
 
 def kd_loss(student_logits, teacher_logits, labels, temperature=4.0):

@@ -1,4 +1,5 @@
 """Test setup: 8 fake CPU devices, so every test exercises the sharded path (conventions 11)."""
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -15,6 +16,12 @@ if _OWN_CACHE:
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+# The optional parity extra: PyTorch loaded after TensorFlow segfaults with some wheel pairs (torch 2.14 + TF 2.20
+# on CPU); loaded first, both work. Without the extra nothing is imported.
+for _module in ("torch", "torchvision"):
+    if importlib.util.find_spec(_module):
+        importlib.import_module(_module)
+
 import jax  # noqa: E402
 
 jax.config.update("jax_threefry_partitionable", True)
@@ -26,6 +33,11 @@ def pytest_sessionfinish(session):
 
 
 import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "parity: compares with a PyTorch reference (optional test extra; skipped "
+                                       "without torch)")
 
 
 @pytest.fixture(autouse=True)

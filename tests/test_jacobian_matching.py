@@ -12,7 +12,6 @@ import tensorflow_datasets as tfds
 from configs.jacobian_matching import cifar100_table1, cifar100_table2, common as jm, mit_scenes_table3
 from experiments import convert_torchvision_resnet
 from kdjax import losses, models
-from kdjax.models import imagenet_resnet
 from kdjax.train import loop, recipe, step as step_lib
 from tests.helpers import NARROW, narrow
 
@@ -143,12 +142,13 @@ def test_noise_evaluation_is_paired_and_zero_noise_is_clean():
     clean accuracy itself; the noisy accuracy is the top-1 of the model on the images plus that noise."""
     from kdjax import data, evaluators, parallel
     mesh = parallel.make_mesh()
-    eval_data = data.build(dict(name="digits", eval_split="test[:64]"), seed=0, batch_size=8, eval_batch_size=64).eval
+    d = data.build(dict(name="digits", eval_split="test[:64]"), seed=0, batch_size=8, eval_batch_size=64)
+    eval_data = d.eval
     model = models.get_model("vgg4", num_classes=10, width=0.125)
     variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)
     entry = dict(type="classification", noise_sigmas=(0.0, 0.5), noise_seed=3)
-    a = evaluators.build("eval", entry, mesh=mesh, data=eval_data).run(model.apply, variables)
-    b = evaluators.build("eval", entry, mesh=mesh, data=eval_data).run(model.apply, variables)
+    a = evaluators.build("eval", entry, mesh=mesh, data=d).run(model.apply, variables)
+    b = evaluators.build("eval", entry, mesh=mesh, data=d).run(model.apply, variables)
     assert a == b and "accuracy_noise_0" not in a
     batch = next(eval_data.batches())
     noisy = batch["image"] + 0.5 * np.asarray(jax.random.normal(jax.random.fold_in(jax.random.key(3), 0),
@@ -192,7 +192,7 @@ def _torchvision_style_state_dict(blocks):
 
 def test_torchvision_conversion_fits_the_flax_resnet34():
     sd = _torchvision_style_state_dict((3, 4, 6, 3))
-    converted = imagenet_resnet.variables_from_torch(sd)
+    converted = models.from_torch("resnet34", sd)
     model = models.get_model("resnet34", num_classes=1000)
     ref = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
     assert jax.tree.structure(converted) == jax.tree.structure(ref)

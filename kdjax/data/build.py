@@ -30,10 +30,25 @@ class Data:
     train_split: sources.Split
     eval_split: sources.Split
     num_classes: int          # of the training labels: classifier outputs, per-class parameters (margin beta)
+    train_eval: pipeline.EvalPipeline | None = None  # the training split with the evaluation view, on demand
 
     @property
     def label_kind(self) -> str:
         return self.train_split.label_kind
+
+    def evaluation(self, split: str) -> pipeline.EvalPipeline:
+        """'eval': the evaluation split; 'train': every training example once with the evaluation view (embedding
+        statistics of the training classes, Roth et al.'s pi_ratio and rho)."""
+        if split == "eval":
+            return self.eval
+        if split == "train":
+            if self.train_eval is None:
+                e = self.eval
+                self.train_eval = pipeline.EvalPipeline(self.train_split, e.views.specs["image"],
+                                                        global_batch_size=e.global_batch_size, norm=e.norm,
+                                                        process_index=e.process_index, process_count=e.process_count)
+            return self.train_eval
+        raise ValueError(f"evaluation split {split!r}; valid: 'eval', 'train'")
 
 
 def check_keys(cfg: dict) -> None:

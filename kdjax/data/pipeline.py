@@ -177,7 +177,8 @@ class EvalPipeline:
         if global_batch_size % process_count:
             raise ValueError(f"eval batch size {global_batch_size} is not divisible by the process count "
                              f"{process_count}")
-        self.split = split
+        self.split, self.norm, self.global_batch_size = split, norm, global_batch_size
+        self.process_index, self.process_count = process_index, process_count
         self.local_batch_size = global_batch_size // process_count
         part = -(-len(split) // process_count)
         self.start, self.stop = min(process_index * part, len(split)), min((process_index + 1) * part, len(split))

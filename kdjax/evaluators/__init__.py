@@ -3,15 +3,17 @@
 `EVALUATORS`; the trainer does not change."""
 from kdjax.evaluators.base import Evaluator, collect_outputs
 from kdjax.evaluators.classification import Classification
-from kdjax.evaluators.retrieval import Retrieval
+from kdjax.evaluators.retrieval import EmbeddingSpace, Retrieval
 
-EVALUATORS = {"classification": Classification, "retrieval": Retrieval}
-ENTRY_KEYS = ("type", "every_epochs")
+EVALUATORS = {"classification": Classification, "retrieval": Retrieval, "embedding_space": EmbeddingSpace}
+ENTRY_KEYS = ("type", "every_epochs", "split")  # split: 'eval' (default) or 'train' (with the evaluation view)
 
 
 def check(name: str, entry: dict) -> None:
     """Raises ValueError for an unknown evaluator type or option, naming the valid ones."""
     kind = entry.get("type")
+    if entry.get("split", "eval") not in ("eval", "train"):
+        raise ValueError(f"evals.{name}.split={entry['split']!r}; valid: 'eval', 'train'")
     if kind not in EVALUATORS:
         raise ValueError(f"evals.{name}.type: unknown evaluator {kind!r}; valid evaluators: {', '.join(EVALUATORS)}")
     valid = list(ENTRY_KEYS) + EVALUATORS[kind].options()
@@ -21,9 +23,10 @@ def check(name: str, entry: dict) -> None:
 
 
 def build(name: str, entry: dict, *, mesh, data) -> Evaluator:
+    """`data`: a `kdjax.data.Data`; the evaluator reads the split its entry names."""
     check(name, entry)
     options = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
-    return EVALUATORS[entry["type"]](mesh=mesh, data=data, **options)
+    return EVALUATORS[entry["type"]](mesh=mesh, data=data.evaluation(entry.get("split", "eval")), **options)
 
 
 __all__ = ["ENTRY_KEYS", "EVALUATORS", "Evaluator", "build", "check", "collect_outputs"]

@@ -1,19 +1,47 @@
-"""Retrieval on the evaluation split (deep metric learning): every embedding queries all the others.
-
-Recall@K (query set = gallery, the query itself excluded; `kdjax.metrics.recall_at_k`) on the embeddings of the
-whole split, gathered from every process with padded rows dropped.
+"""Retrieval on the evaluation split (deep metric learning: the evaluation classes are unseen in training): every
+embedding queries all the others, as Roth et al.'s Revisiting-DML protocol (reference: MLforHealth/S2SD
+metrics/). Embeddings of the whole split are gathered from every process, padding dropped, then:
+Recall@K (`recall@K`), MAP@R (`map_at_r`, Musgrave et al.), Roth's mAP over the R nearest (`map@R`, R = 1000 by
+default: S2SD's mAP@R column) and NMI of k-means clusters (`nmi`, k = number of evaluation classes).
+`EmbeddingSpace` (type 'embedding_space', usually with split='train') logs pi_ratio and the spectral decay rho.
 """
 from kdjax import metrics
 from kdjax.evaluators.base import Evaluator, collect_outputs
 
 
 class Retrieval(Evaluator):
-    def __init__(self, *, mesh, data, ks=(1, 2, 4, 8)):
+    def __init__(self, *, mesh, data, ks=(1, 2, 4, 8), map_at_r: bool = True, roth_map_r=1000, nmi: bool = True,
+                 nmi_backend: str = "sklearn", num_clusters=None, seed: int = 0):
         super().__init__(mesh=mesh, data=data)
         self.ks = tuple(int(k) for k in ks)
+        self.map_at_r, self.roth_map_r, self.nmi = map_at_r, roth_map_r, nmi
+        self.nmi_backend, self.num_clusters, self.seed = nmi_backend, num_clusters, seed
         self._cache = {}
 
     def run(self, apply_fn, variables) -> dict[str, float]:
         embeddings, labels = collect_outputs(apply_fn, variables, self.data, self.mesh, cache=self._cache)
         ks = [k for k in self.ks if k < len(labels)]
-        return {f"recall@{k}": v for k, v in metrics.recall_at_k(embeddings, labels, ks).items()}
+        result = {f"recall@{k}": v for k, v in metrics.recall_at_k(embeddings, labels, ks).items()}
+        if self.map_at_r:
+            result["map_at_r"] = metrics.map_at_r(embeddings, labels)
+        if self.roth_map_r:
+            result[f"map@{self.roth_map_r}"] = metrics.roth_map(embeddings, labels, r=self.roth_map_r)
+        if self.nmi:
+            result["nmi"] = metrics.nmi(embeddings, labels, num_clusters=self.num_clusters, seed=self.seed,
+                                        backend=self.nmi_backend)
+        return result
+
+
+class EmbeddingSpace(Evaluator):
+    """`pi_ratio` (density) and `rho` (spectral decay without the `drop` largest singular values)."""
+    lower_is_better = frozenset()
+
+    def __init__(self, *, mesh, data, drop: int = 10):
+        super().__init__(mesh=mesh, data=data)
+        self.drop = drop
+        self._cache = {}
+
+    def run(self, apply_fn, variables) -> dict[str, float]:
+        embeddings, labels = collect_outputs(apply_fn, variables, self.data, self.mesh, cache=self._cache)
+        return {"pi_ratio": metrics.embedding_density(embeddings, labels),
+                "rho": metrics.spectral_decay(embeddings, drop=self.drop)}

@@ -8,6 +8,9 @@ from kdjax.losses.features import adaptive_avg_pool, attention_transfer, fitnet,
 from kdjax.losses.jacobian import (attention_jacobian_matching, attention_map, input_gradients, jacobian_matching,
                                    jacobian_matching_jvp, jacobian_norm_penalty)
 from kdjax.losses.logits import cross_entropy, dkd, kd, logit_mse, mlld
+from kdjax.losses.metric import margin, multi_similarity, multi_similarity_masks, proxy_anchor
+from kdjax.losses.mining import (distance_log_weights, distance_weighted_triplets, distance_weights,
+                                 rho_distance_triplets)
 from kdjax.losses.relational import pkt, rkd
 
 __all__ = [
@@ -15,5 +18,6 @@ __all__ = [
     "crd_init_state", "crd_update_memory", "cross_entropy", "icd_fire_plan", "icd_init_cache", "icd_intra",
     "icd_margin", "dkd", "fitnet", "input_gradients", "jacobian_matching",
     "jacobian_matching_jvp", "jacobian_norm_penalty", "kd", "logit_mse", "mlld", "ofd", "ofd_margins", "pkt",
-    "review_hcl", "rkd", "vid",
+    "review_hcl", "rkd", "vid", "margin", "multi_similarity", "multi_similarity_masks", "proxy_anchor",
+    "distance_log_weights", "distance_weighted_triplets", "distance_weights", "rho_distance_triplets",
 ]

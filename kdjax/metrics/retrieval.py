@@ -76,3 +76,50 @@ def recall_at_k(embeddings, labels, ks=(1,), *, chunk: int = 1024) -> dict[int, 
     neighbors = nearest_neighbors(embeddings, embeddings, max(ks), chunk=chunk, exclude_self=True)
     hits = labels[neighbors] == labels[:, None]
     return {k: float(np.mean(np.any(hits[:, :k], axis=1))) for k in ks}
+
+
+def _ranked_relevance(embeddings, labels, k, chunk):
+    """Relevance [N, k] of each query's k nearest other embeddings (self excluded), nearest first."""
+    labels = np.asarray(labels)
+    neighbors = nearest_neighbors(embeddings, embeddings, k, chunk=chunk, exclude_self=True)
+    return labels[neighbors] == labels[:, None]
+
+
+def map_at_r(embeddings, labels, *, chunk: int = 1024) -> float:
+    """MAP@R (Musgrave et al., ECCV 2020; pytorch-metric-learning `mean_average_precision_at_r`): per query of a
+    class with n_c members, R = n_c - 1 (its other members), AP@R = (1/R) sum_{k <= R} P@k * rel_k over its R nearest
+    other embeddings; mean over queries. Queries alone in their class (R = 0) are left out, as PML does."""
+    labels = np.asarray(labels)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    r = counts[inverse] - 1
+    keep = r > 0
+    if not keep.any():
+        raise ValueError("map_at_r: every class has a single example; MAP@R is undefined")
+    rel = _ranked_relevance(embeddings, labels, int(r.max()), chunk)
+    ranks = np.arange(1, rel.shape[1] + 1)
+    within = ranks[None, :] <= r[:, None]
+    precision = np.cumsum(rel, axis=1) / ranks
+    ap = np.sum(precision * rel * within, axis=1) / np.maximum(r, 1)
+    return float(np.mean(ap[keep]))
+
+
+def roth_map(embeddings, labels, *, r=1000, chunk: int = 1024) -> float:
+    """Roth et al.'s mAP (reference: MLforHealth/S2SD metrics/mAP*.py): per query of class c with n_c members (the
+    query included), AP = (sum_{k <= R} P@k * rel_k) / n_c over the R nearest other embeddings; mean over all
+    queries. `r=1000`: R = 1000 (their mAP_1000, S2SD's mAP@R column); `r='class'`: R = n_c (mAP_c). R is capped at
+    N - 1. The divisor n_c counts the query although at most n_c - 1 items can be relevant."""
+    labels = np.asarray(labels)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    n_c = counts[inverse]
+    limit = len(labels) - 1
+    if r == "class":
+        per_query = np.minimum(n_c, limit)
+    elif isinstance(r, (int, np.integer)) and r > 0:
+        per_query = np.full(len(labels), min(int(r), limit))
+    else:
+        raise ValueError(f"roth_map: r={r!r}; valid: a positive int or 'class'")
+    rel = _ranked_relevance(embeddings, labels, int(per_query.max()), chunk)
+    ranks = np.arange(1, rel.shape[1] + 1)
+    within = ranks[None, :] <= per_query[:, None]
+    precision = np.cumsum(rel, axis=1) / ranks
+    return float(np.mean(np.sum(precision * rel * within, axis=1) / n_c))

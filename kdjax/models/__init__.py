@@ -7,7 +7,8 @@ import dataclasses
 
 import flax.linen as nn
 
-from kdjax.models import cifar_resnet, cifar_resnet50, imagenet_resnet, mobilenetv2, shufflenet, vgg, wrn
+from kdjax.models import cifar_resnet, cifar_resnet50, embedding, imagenet_resnet, mobilenetv2, shufflenet, vgg, wrn
+from kdjax.models.torch_convert import from_torch
 
 _FAMILIES = (vgg, cifar_resnet, wrn, cifar_resnet50, mobilenetv2, shufflenet, imagenet_resnet)
 REGISTRY = {name: family for family in _FAMILIES for name in family.NAMES}
@@ -17,11 +18,14 @@ def model_names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def get_model(name: str, *, num_classes: int, **kw) -> nn.Module:
-    """Builds the registered model `name` with a `num_classes`-way classifier; kw go to the module (width, dtype,
-    frozen_bn, ...); an unknown keyword is an error naming the model's options."""
+def get_model(name: str, *, num_classes: int, embedding_dim: int | None = None, **kw) -> nn.Module:
+    """Builds the registered model `name` with a `num_classes`-way classifier, or, with `embedding_dim`, the
+    backbone under a deep-metric-learning embedding head (`kdjax.models.embedding`); kw go to the module (width,
+    dtype, frozen_bn, ...); an unknown keyword is an error naming the model's options."""
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
+    if embedding_dim:
+        return embedding.EmbeddingNet(get_model(name, num_classes=0, **kw), int(embedding_dim))
     family = REGISTRY[name]
     try:
         return family.get_model(name, num_classes=num_classes, **kw)

@@ -56,7 +56,7 @@ class CifarResNet(nn.Module):
             preacts.append(preact)
             preact_bn.append(affine)
         pooled = layers.global_avg_pool(x)
-        logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)(pooled)
+        logits = layers.classifier(pooled, self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn,
                                          "pooled": pooled}
 

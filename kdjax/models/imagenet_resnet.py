@@ -1,13 +1,16 @@
-"""ResNets with BasicBlocks: ImageNet layout (torchvision `resnet18`, `resnet34`; transfer teachers, Srinivas &
-Fleuret 2018 Sec 6.3) and the CIFAR layout of the same stages (`resnet18_cifar`, `resnet34_cifar`: the CIFAR
-ResNet-50 stem, conv3x3 stride 1 + BN + ReLU and no max-pool, as ICD's ResNet-34 student; spatial 32, 32, 16, 8, 4).
+"""ImageNet ResNets in torchvision's layout (`resnet18`, `resnet34` with BasicBlocks; `resnet50`, `resnet101` with
+Bottlenecks, stride on the 3x3 conv as torchvision v1.5), and the CIFAR layout of the BasicBlock stages
+(`resnet18_cifar`, `resnet34_cifar`: the CIFAR ResNet-50 stem, conv3x3 stride 1 + BN + ReLU and no max-pool, as
+ICD's ResNet-34 student; spatial 32, 32, 16, 8, 4).
 
-Stem conv7x7/2 (no bias) + BN + ReLU + maxpool 3x3/2 (pad 1); four stages of BasicBlocks (64, 128, 256, 512
-channels, strides 1, 2, 2, 2; 1x1 conv + BN shortcut on the first block of stages 2-4); global average pool; FC.
-Taps: `feats` = [stem output (after the maxpool), layer1, layer2, layer3, layer4] (at 224 px: 56, 56, 28, 14, 7),
-`preact_feats` likewise before each stage's last ReLU, `pooled`.
-ImageNet weights: convert a torchvision state_dict with `experiments/convert_torchvision_resnet.py` (kdjax does not
-download weights).
+Stem conv7x7/2 (no bias) + BN + ReLU + maxpool 3x3/2 (pad 1); four stages (64, 128, 256, 512 planes, x4 outputs for
+Bottlenecks; strides 1, 2, 2, 2; a 1x1 conv + BN shortcut where the shape changes); global average pool; FC
+(`num_classes=0`: no FC, the pooled features are the output, for embedding heads).
+Taps: `feats` = [stem output (after the maxpool), layer1, layer2, layer3, layer4] (at 224 px: 56, 56, 28, 14, 7;
+`feats[-1]` is the unpooled last stage), `preact_feats` likewise before each stage's last ReLU, `preact_bn` the BN
+before it, `pooled`. With `frozen_bn=True` (deep metric learning's ResNet-50) BatchNorm keeps its running statistics
+in training. Weights: `kdjax.models.from_torch(name, state_dict)` converts a torchvision state dict (kdjax downloads
+none).
 """
 import flax.linen as nn
 import jax
@@ -17,14 +20,37 @@ import numpy as np
 from kdjax.models import layers
 from kdjax.models.cifar_resnet import BasicBlock
 
-_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
+BOTTLENECK = ("resnet50", "resnet101")
 _CIFAR = {"resnet18_cifar": "resnet18", "resnet34_cifar": "resnet34"}
 _WIDTHS = (64, 128, 256, 512)
+
+
+class Bottleneck(nn.Module):
+    """torchvision Bottleneck: 1x1-BN-ReLU, 3x3(stride)-BN-ReLU, 1x1 (4x)-BN, + shortcut, ReLU."""
+    planes: int
+    stride: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        out = 4 * self.planes
+        bn = lambda name: layers.batch_norm(train, dtype=self.dtype, name=name)  # noqa: E731
+        y = nn.relu(bn("bn1")(layers.conv(self.planes, 1, dtype=self.dtype, name="conv1")(x)))
+        y = nn.relu(bn("bn2")(layers.conv(self.planes, 3, self.stride, dtype=self.dtype, name="conv2")(y)))
+        bn3 = bn("bn3")
+        y = bn3(layers.conv(out, 1, dtype=self.dtype, name="conv3")(y))
+        shortcut = x
+        if self.stride != 1 or x.shape[-1] != out:
+            shortcut = bn("downsample_bn")(layers.conv(out, 1, self.stride, dtype=self.dtype, name="downsample_conv")(x))
+        preact = y + shortcut
+        return nn.relu(preact), preact, layers.bn_affine(bn3)
 
 
 class ImageNetResNet(nn.Module):
     blocks: tuple[int, int, int, int]
     num_classes: int = 1000
+    bottleneck: bool = False
     cifar_stem: bool = False
     width: float = 1.0
     frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
@@ -44,13 +70,17 @@ class ImageNetResNet(nn.Module):
         feats, preacts, preact_bn = [x], [x], [None]
         for stage, (features, n, stride) in enumerate(zip(w, self.blocks, (1, 2, 2, 2))):
             for b in range(n):
-                x, preact, affine = BasicBlock(features, stride if b == 0 else 1, dtype=self.dtype,
-                                       name=f"layer{stage + 1}_{b}")(x, train=train_bn)
+                block = Bottleneck if self.bottleneck else BasicBlock
+                x, preact, affine = block(features, stride if b == 0 else 1, dtype=self.dtype,
+                                          name=f"layer{stage + 1}_{b}")(x, train=train_bn)
             feats.append(x)
             preacts.append(preact)
             preact_bn.append(affine)
         pooled = layers.global_avg_pool(x)
-        logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype, name="fc")(pooled)
+        logits = pooled
+        if self.num_classes:
+            logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype,
+                              name="fc")(pooled)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn,
                                             "pooled": pooled}
 
@@ -58,38 +88,42 @@ class ImageNetResNet(nn.Module):
 def get_model(name: str, *, num_classes: int, **kw) -> ImageNetResNet:
     if name in _CIFAR:
         return ImageNetResNet(blocks=_BLOCKS[_CIFAR[name]], num_classes=num_classes, cifar_stem=True, **kw)
-    return ImageNetResNet(blocks=_BLOCKS[name], num_classes=num_classes, **kw)
+    return ImageNetResNet(blocks=_BLOCKS[name], num_classes=num_classes, bottleneck=name in BOTTLENECK, **kw)
 
 
 NAMES = tuple(_BLOCKS) + tuple(_CIFAR)
 
 
-def variables_from_torch(state_dict: dict, blocks=_BLOCKS["resnet34"]) -> dict:
-    """torchvision ResNet state_dict (name -> numpy array) -> flax variables of `ImageNetResNet`.
+def variables_from_torch(name: str, state_dict: dict) -> dict:
+    """torchvision ResNet state_dict (name -> numpy array) -> flax variables of `get_model(name, ...)`.
 
     Conv weights OIHW -> HWIO; Linear (out, in) -> (in, out); BN weight/bias/running_mean/running_var ->
-    scale/bias/mean/var. The block's flax submodule order is conv, BN, conv, BN, shortcut conv, shortcut BN.
+    scale/bias/mean/var. BasicBlocks' flax submodules are auto-named in creation order (conv, BN, conv, BN, shortcut
+    conv, shortcut BN); Bottlenecks' are named as torchvision's. A state dict without `fc.*` (or a headless model)
+    converts the backbone only.
     """
+    from kdjax.models import torch_convert as tc
     params, stats = {}, {}
-
-    def conv(name):
-        return {"kernel": np.transpose(state_dict[f"{name}.weight"], (2, 3, 1, 0))}
-
-    def bn(name):
-        return ({"scale": state_dict[f"{name}.weight"], "bias": state_dict[f"{name}.bias"]},
-                {"mean": state_dict[f"{name}.running_mean"], "var": state_dict[f"{name}.running_var"]})
-
-    params["conv1"] = conv("conv1")
-    params["bn1"], stats["bn1"] = bn("bn1")
-    for s, n in enumerate(blocks):
+    params["conv1"] = tc.conv(state_dict, "conv1")
+    params["bn1"], stats["bn1"] = tc.batch_norm(state_dict, "bn1")
+    bottleneck = name in BOTTLENECK
+    for s, n in enumerate(_BLOCKS[_CIFAR.get(name, name)]):
         for b in range(n):
             src, dst = f"layer{s + 1}.{b}", f"layer{s + 1}_{b}"
-            p, st = {"Conv_0": conv(f"{src}.conv1"), "Conv_1": conv(f"{src}.conv2")}, {}
-            p["BatchNorm_0"], st["BatchNorm_0"] = bn(f"{src}.bn1")
-            p["BatchNorm_1"], st["BatchNorm_1"] = bn(f"{src}.bn2")
-            if f"{src}.downsample.0.weight" in state_dict:
-                p["Conv_2"] = conv(f"{src}.downsample.0")
-                p["BatchNorm_2"], st["BatchNorm_2"] = bn(f"{src}.downsample.1")
+            if bottleneck:
+                names = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "downsample_conv": "downsample.0"}
+                bns = {"bn1": "bn1", "bn2": "bn2", "bn3": "bn3", "downsample_bn": "downsample.1"}
+            else:
+                names = {"Conv_0": "conv1", "Conv_1": "conv2", "Conv_2": "downsample.0"}
+                bns = {"BatchNorm_0": "bn1", "BatchNorm_1": "bn2", "BatchNorm_2": "downsample.1"}
+            p, st = {}, {}
+            for flax_name, torch_name in names.items():
+                if f"{src}.{torch_name}.weight" in state_dict:
+                    p[flax_name] = tc.conv(state_dict, f"{src}.{torch_name}")
+            for flax_name, torch_name in bns.items():
+                if f"{src}.{torch_name}.weight" in state_dict:
+                    p[flax_name], st[flax_name] = tc.batch_norm(state_dict, f"{src}.{torch_name}")
             params[dst], stats[dst] = p, st
-    params["fc"] = {"kernel": state_dict["fc.weight"].T, "bias": state_dict["fc.bias"]}
+    if "fc.weight" in state_dict:
+        params["fc"] = tc.dense(state_dict, "fc")
     return {"params": params, "batch_stats": stats}

@@ -9,6 +9,7 @@ conversion.
 import functools
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from kdjax import ops
@@ -17,6 +18,22 @@ from kdjax import ops
 kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torch nn.Linear default kernel init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 torch_linear_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+class TorchLinear(nn.Module):
+    """nn.Dense with torch nn.Linear's default init for the bias too, U(+-1/sqrt(fan_in)) (flax's bias initialisers
+    do not see fan_in). Parameters `kernel` [in, out] and `bias` [out], as nn.Dense."""
+    features: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        fan_in = x.shape[-1]
+        kernel = self.param("kernel", torch_linear_kernel, (fan_in, self.features))
+        bound = 1.0 / fan_in ** 0.5
+        bias = self.param("bias", lambda key, shape: jax.random.uniform(key, shape, minval=-bound, maxval=bound),
+                          (self.features,))
+        return (x.astype(self.dtype) @ kernel.astype(self.dtype) + bias.astype(self.dtype))
 
 
 def conv(features: int, kernel: int = 3, stride: int = 1, *, use_bias: bool = False, groups: int = 1,
@@ -49,6 +66,12 @@ def scaled(width: int, multiplier: float) -> int:
 
 
 global_avg_pool = functools.partial(jnp.mean, axis=(1, 2))
+
+
+def classifier(x, num_classes: int, **dense_kw):
+    """The final Dense layer; `num_classes=0` leaves it out and returns `x` (a headless backbone for embedding
+    models). Called inside a compact `__call__`, so the layer keeps its automatic name (`Dense_0`)."""
+    return nn.Dense(num_classes, **dense_kw)(x) if num_classes else x
 # torch's default Conv2d/Linear init, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)): models without their own
 # init (the ShuffleNets) use it.
 torch_default_conv = torch_linear_kernel

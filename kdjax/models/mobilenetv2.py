@@ -60,7 +60,7 @@ class MobileNetV2(nn.Module):
         last = 1280 if self.width_mult <= 1.0 else int(1280 * self.width_mult)
         x = nn.relu(bn(layers.conv(layers.scaled(last, self.width), 1, dtype=self.dtype)(x)))
         pooled = layers.global_avg_pool(x)
-        logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype)(pooled)
+        logits = layers.classifier(pooled, self.num_classes, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": feats, "pooled": pooled}
 
 

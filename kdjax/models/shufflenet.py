@@ -65,7 +65,7 @@ class ShuffleNetV1(nn.Module):
             feats.append(x)
             preacts.append(preact)
         pooled = layers.global_avg_pool(x)
-        logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)(pooled)
+        logits = layers.classifier(pooled, self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled}
 
 
@@ -124,7 +124,7 @@ class ShuffleNetV2(nn.Module):
         x = _conv(even(self.out_channels[3]), 1, dtype=self.dtype)(x)
         x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype)(x))
         pooled = layers.global_avg_pool(x)
-        logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)(pooled)
+        logits = layers.classifier(pooled, self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled}
 
 

@@ -66,7 +66,7 @@ class VGG(nn.Module):
         kernel_init = (layers.torch_linear_kernel if self.classifier_std is None
                        else nn.initializers.normal(self.classifier_std))
         dropped = nn.Dropout(self.dropout, deterministic=not train)(pooled) if self.dropout else pooled
-        logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype)(dropped)
+        logits = layers.classifier(dropped, self.num_classes, kernel_init=kernel_init, dtype=self.dtype)
         taps = {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn, "pooled_feats": pooled_feats,
                 "pooled": pooled}
         if self.aux_classes:

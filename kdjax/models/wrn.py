@@ -66,8 +66,8 @@ class WideResNet(nn.Module):
         preacts.append(pre)
         preact_bn.append(layers.bn_affine(final_bn))
         pooled = layers.global_avg_pool(nn.relu(pre))
-        logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, bias_init=nn.initializers.zeros,
-                          dtype=self.dtype)(pooled)
+        logits = layers.classifier(pooled, self.num_classes, kernel_init=layers.torch_linear_kernel, bias_init=nn.initializers.zeros,
+                          dtype=self.dtype)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn,
                                             "pooled": pooled}
 

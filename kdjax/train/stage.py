@@ -168,7 +168,7 @@ class Stage:
 
     def _init_fn(self, teacher_vars, batch):
         return lambda rng: step_lib.init_state(self.networks, self.spec.weighted_terms, self.tx, rng, batch,
-                                               teacher_vars, self.dataset_size)
+                                               teacher_vars, self.dataset_size, self.data.num_classes)
 
     def abstract(self):
         """The build steps without data reads or compilation: validates the stage (models, loss terms, parameter
@@ -236,7 +236,7 @@ class Stage:
     # ---- state ------------------------------------------------------------------------------------------------------
     def _evaluators(self):
         if not hasattr(self, "_evaluator_objs"):
-            self._evaluator_objs = {name: evaluators_lib.build(name, entry, mesh=self.mesh, data=self.data.eval)
+            self._evaluator_objs = {name: evaluators_lib.build(name, entry, mesh=self.mesh, data=self.data)
                                     for name, entry in self.spec.evals.items()}
         return self._evaluator_objs
 
@@ -326,7 +326,8 @@ class Stage:
 
     def compile(self):
         static = dict(networks=self.networks, weighted_terms=tuple(self.spec.weighted_terms), task=self.spec.task,
-                      schedules=self.schedules, steps_per_epoch=self.steps_per_epoch, dataset_size=self.dataset_size)
+                      schedules=self.schedules, steps_per_epoch=self.steps_per_epoch, dataset_size=self.dataset_size,
+                      num_classes=self.data.num_classes)
         jitted = step_lib.jit_train_step(self.mesh, **static)
         self.train_step = jitted.lower(self.state, self.teacher_vars, self.batch_spec).compile()
 

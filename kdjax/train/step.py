@@ -68,7 +68,7 @@ def _split_rows(tree, parts: int):
 
 
 def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_vars, batch, *, step, epoch, rng,
-            dataset_size: int = 0) -> tuple[terms_lib.TermInputs, dict]:
+            dataset_size: int = 0, num_classes: int = 0) -> tuple[terms_lib.TermInputs, dict]:
     """Student (train mode) and teacher outputs on `batch['image']` and on every extra view a term reads.
 
     The student's BatchNorm statistics are threaded through the views in order (one running-statistic update per
@@ -106,17 +106,18 @@ def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_var
     inputs = terms_lib.TermInputs(batch, main.student_logits, main.student_taps, main.teacher_logits,
                                   main.teacher_taps, networks.student_fn(params, batch_stats), teacher_fn,
                                   jnp.asarray(step, jnp.int32), jnp.asarray(epoch, jnp.float32), rng, views,
-                                  dataset_size)
+                                  dataset_size, num_classes)
     return inputs, stats
 
 
-def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars, dataset_size: int = 0) -> TrainState:
+def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars, dataset_size: int = 0,
+               num_classes: int = 0) -> TrainState:
     """Initial state from a (global) example batch; run under jit with replicated out_shardings, or eval_shape."""
     model_rng, term_rng, state_rng = jax.random.split(rng, 3)
     variables = networks.student.init(model_rng, batch["image"], train=False)
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
     inputs, _ = forward(networks, weighted_terms, params, batch_stats, teacher_vars, batch, step=0, epoch=1,
-                        rng=term_rng, dataset_size=dataset_size)
+                        rng=term_rng, dataset_size=dataset_size, num_classes=num_classes)
     term_params, loss_state = {}, {}
     for i, wt in enumerate(weighted_terms):
         term_params[wt.name], loss_state[wt.name] = wt.term.init(jax.random.fold_in(term_rng, i), inputs)
@@ -126,7 +127,7 @@ def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars, dataset_s
 
 
 def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_terms, task, schedules,
-               steps_per_epoch, dataset_size: int = 0):
+               steps_per_epoch, dataset_size: int = 0, num_classes: int = 0):
     """One optimiser step; returns (new state, measurements). `measurements['train/finite']` is 1 only when the
     loss, the gradients and the updated parameters are all finite."""
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -134,7 +135,8 @@ def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_ter
 
     def loss_fn(params):
         inputs, batch_stats = forward(networks, weighted_terms, params["model"], state.batch_stats, teacher_vars,
-                                      batch, step=state.step, epoch=epoch, rng=rng, dataset_size=dataset_size)
+                                      batch, step=state.step, epoch=epoch, rng=rng, dataset_size=dataset_size,
+                                      num_classes=num_classes)
         total, measurements, new_loss_state = jnp.float32(0.0), {}, {}
         for wt in weighted_terms:
             value, new_loss_state[wt.name], extra = wt.term(inputs, params["terms"][wt.name],

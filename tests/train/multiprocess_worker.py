@@ -35,7 +35,8 @@ checksums = multihost_utils.process_allgather(np.float64(checksum))
 model = build_model(recipe.resolve_stage(config, "student").model, 10)
 variables = {"params": tree["params"]["model"], "batch_stats": tree["batch_stats"]}
 mesh = parallel.make_mesh()
-retrieval = evaluators.build("eval", dict(type="retrieval", ks=(1, 4)), mesh=mesh, data=d.eval)
+retrieval = evaluators.build("eval", dict(type="retrieval", ks=(1, 4), map_at_r=False, roth_map_r=0, nmi=False),
+                             mesh=mesh, data=d)
 gathered = retrieval.run(model.apply, jax.device_put(variables, parallel.replicated(mesh)))
 whole = data.build(dict(spec.data), seed=0, batch_size=16, eval_batch_size=64).eval
 images = np.concatenate([b["image"][b["_mask"]] for b in whole.batches()])

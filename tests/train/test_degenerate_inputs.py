@@ -27,6 +27,9 @@ TERM_OPTIONS = {
     "lwf": dict(weight=1.0, head="aux_logits"),
     "icd": dict(weight=1.0, margin_threshold=-0.99, capacity=2),  # everything qualifies and fires
 }
+# Terms on an embedding model's batch (metric learning, no teacher); run by their own sweep below.
+METRIC_TERM_OPTIONS = {"margin": dict(weight=1.0), "rmargin": dict(weight=1.0, p_switch=0.5),
+                       "multisimilarity": dict(weight=1.0), "proxyanchor": dict(weight=1.0)}
 TEST_ONLY = {"nan_from_step_3", "nan_gradient_from_step_3"}  # registered by tests/train/test_loop.py
 
 
@@ -48,29 +51,39 @@ def _batches():
 
 
 def test_every_registered_term_is_swept():
-    assert set(terms.REGISTRY) - TEST_ONLY == set(TERM_OPTIONS)
+    assert set(terms.REGISTRY) - TEST_ONLY == set(TERM_OPTIONS) | set(METRIC_TERM_OPTIONS)
 
 
-def test_every_term_has_finite_values_and_gradients_on_degenerate_batches():
+def _sweep(options, student, teacher, task):
     mesh = parallel.make_mesh()
-    student = models.get_model("vgg8", num_classes=CLASSES, width=0.0625, aux_classes=CLASSES)
-    teacher = models.get_model("vgg8", num_classes=CLASSES, width=0.125)
-    weighted = terms.build_terms(TERM_OPTIONS)
+    weighted = terms.build_terms(options)
     networks = step_lib.Networks(student, teacher)
     tx = optax.sgd(0.1, momentum=0.9)
     batches = {k: parallel.global_batch(v, mesh) for k, v in _batches().items()}
-    teacher_vars = teacher.init(jax.random.key(0), batches["zeros"]["image"], train=False)
+    teacher_vars = teacher.init(jax.random.key(0), batches["zeros"]["image"], train=False) if teacher else {}
     state = jax.jit(lambda r: step_lib.init_state(networks, weighted, tx, r, batches["zeros"], teacher_vars,
-                                                  DATASET))(jax.random.key(1))
+                                                  DATASET, CLASSES))(jax.random.key(1))
     train = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
-                                    task=tasks.get_task("classification"), schedules={"default": lambda s: 0.1},
-                                    steps_per_epoch=10, dataset_size=DATASET)
+                                    task=tasks.get_task(task), schedules={"default": lambda s: 0.1},
+                                    steps_per_epoch=10, dataset_size=DATASET, num_classes=CLASSES)
     for kind, batch in batches.items():
         new_state, m = train(jax.tree.map(jnp.copy, state), teacher_vars, batch)
         bad = {k: float(v) for k, v in m.items() if not np.isfinite(float(v))}
         assert not bad, f"{kind}: non-finite {bad}"
         assert float(m["train/finite"]) == 1.0, kind
         assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(new_state.params)), kind
+
+
+def test_every_term_has_finite_values_and_gradients_on_degenerate_batches():
+    _sweep(TERM_OPTIONS, models.get_model("vgg8", num_classes=CLASSES, width=0.0625, aux_classes=CLASSES),
+           models.get_model("vgg8", num_classes=CLASSES, width=0.125), "classification")
+
+
+def test_every_metric_term_has_finite_values_and_gradients_on_degenerate_batches():
+    """Identical rows put every pair at distance 0 (sqrt at 0 in the margin's distances), one class leaves no
+    negatives, zero images give equal embeddings."""
+    _sweep(METRIC_TERM_OPTIONS, models.get_model("vgg8", num_classes=0, embedding_dim=8, width=0.0625), None,
+           "metric_learning")
 
 
 @pytest.mark.parametrize("mode", ["code", "paper"])

@@ -50,6 +50,7 @@ class TermInputs:
     rng: Array
     views: dict = dataclasses.field(default_factory=dict)  # extra views the terms asked for: key -> ViewOutputs
     dataset_size: int = 0  # examples in the training split (the size of CRD's memory banks)
+    num_classes: int = 0   # classes of the training labels (per-class parameters: margin beta, proxies)
 
     @property
     def labels(self) -> Array:
