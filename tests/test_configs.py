@@ -21,6 +21,7 @@ MOCK = dict(num_examples=1000)  # every CIFAR-100 class present, so few-shot sub
 FAKED = {"configs/dml/cub200.py": tfds_fakes.class_dataset("label", 200, {"train": 3, "test": 2}),
          "configs/dml/cars196.py": tfds_fakes.class_dataset("label", 196, {"train": 2, "test": 2}),
          "configs/dml/sop.py": tfds_fakes.class_dataset("class_id", 120, {"train": 2, "test": 2})}
+FAKED.update({path.replace("/dml/", "/s2sd/"): fake for path, fake in FAKED.items()})
 # Mock labels are random: ~10 examples per CIFAR-100 class, so the few-shot smoke test takes 1 per class.
 RUNLOCAL_ARGS = {"configs/jacobian_matching/cifar100_table1.py": "runlocal,per_class=1",
                  # the cheapest pair to compile; resnet32x4 -> resnet8x4 steps in tests/train/test_zoo_terms.py
@@ -81,6 +82,11 @@ TRAINED_ELSEWHERE = {
     "configs/dml/cub200.py",
     "configs/dml/cars196.py",
     "configs/dml/sop.py",
+    # tests/test_s2sd.py: fashion_mnist.py's MSDFA runlocal; the TFDS configs are configs/dml's recipe + the s2sd term
+    "configs/s2sd/fashion_mnist.py",
+    "configs/s2sd/cub200.py",
+    "configs/s2sd/cars196.py",
+    "configs/s2sd/sop.py",
 }
 
 

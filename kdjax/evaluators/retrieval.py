@@ -21,11 +21,8 @@ class Retrieval(Evaluator):
     def run(self, apply_fn, variables) -> dict[str, float]:
         embeddings, labels = collect_outputs(apply_fn, variables, self.data, self.mesh, cache=self._cache)
         ks = [k for k in self.ks if k < len(labels)]
-        result = {f"recall@{k}": v for k, v in metrics.recall_at_k(embeddings, labels, ks).items()}
-        if self.map_at_r:
-            result["map_at_r"] = metrics.map_at_r(embeddings, labels)
-        if self.roth_map_r:
-            result[f"map@{self.roth_map_r}"] = metrics.roth_map(embeddings, labels, r=self.roth_map_r)
+        result = metrics.retrieval_metrics(embeddings, labels, ks=ks, map_at_r=self.map_at_r,
+                                           roth_map_r=self.roth_map_r)
         if self.nmi:
             result["nmi"] = metrics.nmi(embeddings, labels, num_clusters=self.num_clusters, seed=self.seed,
                                         backend=self.nmi_backend)

@@ -23,3 +23,8 @@ def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array
     sq = jnp.sum(jnp.square(x), axis=axis, keepdims=keepdims)
     positive = sq > 0
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
+    """torch's F.normalize: x / max(||x||, 1e-12), with a finite gradient at x = 0."""
+    return x / jnp.maximum(safe_norm(x, axis=axis, keepdims=True), 1e-12)

@@ -9,7 +9,7 @@ then `state = crd_update_memory(state, embed_s, embed_t, index)`.
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.common import safe_norm, upcast
+from kdjax.losses.common import l2_normalize, upcast
 
 
 def crd_init_state(key: jax.Array, num_data: int, dim: int = 128) -> dict:
@@ -83,8 +83,7 @@ def icd_init_cache(num_classes: int, dim: int, *, capacity: int = 8) -> dict:
             "count": jnp.zeros((num_classes,), jnp.int32)}
 
 
-def _unit(x):
-    return x / jnp.maximum(safe_norm(x, axis=-1, keepdims=True), 1e-12)
+_unit = l2_normalize
 
 
 def icd_fire_plan(labels: jax.Array, qualifies: jax.Array, cache: dict) -> tuple[jax.Array, jax.Array, jax.Array]:

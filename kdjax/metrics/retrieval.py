@@ -85,22 +85,51 @@ def _ranked_relevance(embeddings, labels, k, chunk):
     return labels[neighbors] == labels[:, None]
 
 
-def map_at_r(embeddings, labels, *, chunk: int = 1024) -> float:
-    """MAP@R (Musgrave et al., ECCV 2020; pytorch-metric-learning `mean_average_precision_at_r`): per query of a
-    class with n_c members, R = n_c - 1 (its other members), AP@R = (1/R) sum_{k <= R} P@k * rel_k over its R nearest
-    other embeddings; mean over queries. Queries alone in their class (R = 0) are left out, as PML does."""
-    labels = np.asarray(labels)
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    r = counts[inverse] - 1
-    keep = r > 0
-    if not keep.any():
+def _class_sizes(labels):
+    _, inverse, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    return counts[inverse]
+
+
+def _map_at_r_depth(labels) -> int:
+    r = _class_sizes(labels) - 1
+    if not (r > 0).any():
         raise ValueError("map_at_r: every class has a single example; MAP@R is undefined")
-    rel = _ranked_relevance(embeddings, labels, int(r.max()), chunk)
+    return int(r.max())
+
+
+def _map_at_r_from(rel, labels) -> float:
+    r = _class_sizes(labels) - 1
     ranks = np.arange(1, rel.shape[1] + 1)
     within = ranks[None, :] <= r[:, None]
     precision = np.cumsum(rel, axis=1) / ranks
     ap = np.sum(precision * rel * within, axis=1) / np.maximum(r, 1)
-    return float(np.mean(ap[keep]))
+    return float(np.mean(ap[r > 0]))
+
+
+def _roth_depths(labels, r) -> np.ndarray:
+    n_c = _class_sizes(labels)
+    limit = len(n_c) - 1
+    if r == "class":
+        return np.minimum(n_c, limit)
+    if isinstance(r, (int, np.integer)) and not isinstance(r, bool) and r > 0:
+        return np.full(len(n_c), min(int(r), limit))
+    raise ValueError(f"roth_map: r={r!r}; valid: a positive int or 'class'")
+
+
+def _roth_map_from(rel, labels, r) -> float:
+    n_c, per_query = _class_sizes(labels), _roth_depths(labels, r)
+    rel = rel[:, :int(per_query.max())]
+    ranks = np.arange(1, rel.shape[1] + 1)
+    within = ranks[None, :] <= per_query[:, None]
+    precision = np.cumsum(rel, axis=1) / ranks
+    return float(np.mean(np.sum(precision * rel * within, axis=1) / n_c))
+
+
+def map_at_r(embeddings, labels, *, chunk: int = 1024) -> float:
+    """MAP@R (Musgrave et al., ECCV 2020; pytorch-metric-learning `mean_average_precision_at_r`): per query of a
+    class with n_c members, R = n_c - 1 (its other members), AP@R = (1/R) sum_{k <= R} P@k * rel_k over its R nearest
+    other embeddings; mean over queries. Queries alone in their class (R = 0) are left out, as PML does."""
+    return _map_at_r_from(_ranked_relevance(embeddings, labels, _map_at_r_depth(labels), chunk), labels)
 
 
 def roth_map(embeddings, labels, *, r=1000, chunk: int = 1024) -> float:
@@ -108,18 +137,25 @@ def roth_map(embeddings, labels, *, r=1000, chunk: int = 1024) -> float:
     query included), AP = (sum_{k <= R} P@k * rel_k) / n_c over the R nearest other embeddings; mean over all
     queries. `r=1000`: R = 1000 (their mAP_1000, S2SD's mAP@R column); `r='class'`: R = n_c (mAP_c). R is capped at
     N - 1. The divisor n_c counts the query although at most n_c - 1 items can be relevant."""
+    depth = int(_roth_depths(labels, r).max())
+    return _roth_map_from(_ranked_relevance(embeddings, labels, depth, chunk), labels, r)
+
+
+def retrieval_metrics(embeddings, labels, *, ks=(1, 2, 4, 8), map_at_r: bool = True, roth_map_r=1000,
+                      chunk: int = 1024) -> dict[str, float]:
+    """`recall@K` for K in `ks`, `map_at_r` and `map@<roth_map_r>` (falsy: left out) from one nearest-neighbour
+    search as deep as the deepest of them needs: the same values as the separate functions, one GEMM pass."""
     labels = np.asarray(labels)
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    n_c = counts[inverse]
-    limit = len(labels) - 1
-    if r == "class":
-        per_query = np.minimum(n_c, limit)
-    elif isinstance(r, (int, np.integer)) and r > 0:
-        per_query = np.full(len(labels), min(int(r), limit))
-    else:
-        raise ValueError(f"roth_map: r={r!r}; valid: a positive int or 'class'")
-    rel = _ranked_relevance(embeddings, labels, int(per_query.max()), chunk)
-    ranks = np.arange(1, rel.shape[1] + 1)
-    within = ranks[None, :] <= per_query[:, None]
-    precision = np.cumsum(rel, axis=1) / ranks
-    return float(np.mean(np.sum(precision * rel * within, axis=1) / n_c))
+    ks = tuple(int(k) for k in ks)
+    depth = max(ks, default=0)
+    if map_at_r:
+        depth = max(depth, _map_at_r_depth(labels))
+    if roth_map_r:
+        depth = max(depth, int(_roth_depths(labels, roth_map_r).max()))
+    rel = _ranked_relevance(embeddings, labels, depth, chunk)
+    result = {f"recall@{k}": float(np.mean(np.any(rel[:, :k], axis=1))) for k in ks}
+    if map_at_r:
+        result["map_at_r"] = _map_at_r_from(rel, labels)
+    if roth_map_r:
+        result[f"map@{roth_map_r}"] = _roth_map_from(rel, labels, roth_map_r)
+    return result

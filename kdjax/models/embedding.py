@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kdjax.losses.common import l2_normalize
 from kdjax.models import layers
 
 
@@ -25,7 +26,7 @@ class EmbeddingNet(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool):
         _, taps = self.backbone(x, train=train)
         z = self.embedding_head(taps["pooled"]).astype(jnp.float32)
-        return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12), taps
+        return l2_normalize(z), taps
 
     @property
     def num_classes(self) -> int:

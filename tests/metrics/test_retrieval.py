@@ -110,6 +110,17 @@ def test_roth_map_against_its_definition(r):
         metrics.roth_map(x, labels, r="all")
 
 
+def test_retrieval_metrics_from_one_search_equal_the_separate_metrics():
+    x, labels = _clustered(seed=3)
+    got = metrics.retrieval_metrics(x, labels, ks=(1, 4), map_at_r=True, roth_map_r=50)
+    assert got == {"recall@1": metrics.recall_at_k(x, labels, (1,))[1],
+                   "recall@4": metrics.recall_at_k(x, labels, (4,))[4],
+                   "map_at_r": metrics.map_at_r(x, labels), "map@50": metrics.roth_map(x, labels, r=50)}
+    assert set(metrics.retrieval_metrics(x, labels, ks=(2,), map_at_r=False, roth_map_r=None)) == {"recall@2"}
+    with pytest.raises(ValueError, match="r=True; valid: a positive int or 'class'"):
+        metrics.roth_map(x, labels, r=True)
+
+
 def test_nmi_is_sklearn_nmi_of_the_kmeans_clusters():
     from sklearn.metrics import normalized_mutual_info_score
     x, labels = _clustered(seed=2, singleton=False)

@@ -29,7 +29,9 @@ TERM_OPTIONS = {
 }
 # Terms on an embedding model's batch (metric learning, no teacher); run by their own sweep below.
 METRIC_TERM_OPTIONS = {"margin": dict(weight=1.0), "rmargin": dict(weight=1.0, p_switch=0.5),
-                       "multisimilarity": dict(weight=1.0), "proxyanchor": dict(weight=1.0)}
+                       "multisimilarity": dict(weight=1.0), "proxyanchor": dict(weight=1.0),
+                       "s2sd": dict(weight=1.0, base="margin", target_dims=(4, 8), pool_aggr=True,
+                                    feat_distill=True, feat_delay=0)}
 TEST_ONLY = {"nan_from_step_3", "nan_gradient_from_step_3"}  # registered by tests/train/test_loop.py
 
 

@@ -1,0 +1,105 @@
+"""One deep-metric-learning train step, kdjax against PyTorch + pytorch-metric-learning in the same run: the
+configs/dml/fashion_mnist.py network (CIFAR ResNet-8 with a Linear(64 -> 64) embedding head + L2 normalisation) on a
+class-balanced batch of 112 1-channel 28x28 images (56 classes x 2), multi-similarity mining + loss (alpha 2,
+beta 40, base 0.5, epsilon 0.1; Roth's reduction), Adam 1e-3.
+
+    python -m benchmarks.dml_step [--batch 112] [--repeats 20] [--model resnet8]
+
+kdjax's step is the trainer's own (`kdjax.train.step.jit_train_step`, metric_learning task, `multisimilarity` term).
+The PyTorch step is benchmarks/dml_reference.py's (PML MultiSimilarityMiner + MultiSimilarityLoss). Times are medians
+over `--repeats` steps after 3 warm-up steps, the two sides alternating. Last line: `ratio kdjax/reference`.
+ResNet-50 at 224 px (the CUB / CARS / SOP configs) is too slow to time on this machine's CPU.
+"""
+import argparse
+
+import numpy as np
+
+from benchmarks.train_step import time_interleaved
+
+
+def batch_of(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(batch, 28, 28, 1)).astype(np.float32)
+    labels = np.repeat(np.arange(batch // 2), 2).astype(np.int32)
+    return images, labels
+
+
+def torch_step(model_name, batch):
+    import torch
+    import torch.nn.functional as F
+    from pytorch_metric_learning import losses, miners, reducers
+
+    from benchmarks import torch_reference
+    torch.manual_seed(0)
+    model = torch_reference.get_model(model_name, num_classes=64, in_ch=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False)
+    miner = miners.MultiSimilarityMiner(epsilon=0.1)
+    criterion = losses.MultiSimilarityLoss(alpha=2, beta=40, base=0.5, reducer=reducers.DoNothingReducer())
+    images, labels = batch_of(batch)
+    x, y = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels.astype(np.int64))
+    model.train()
+
+    def run():
+        e = F.normalize(model(x), dim=1)
+        a1, _, a2, _ = pairs = miner(e, y)
+        per_row = criterion(e, y, pairs)["loss"]["losses"]
+        valid = torch.zeros(len(y), dtype=torch.bool)
+        valid[torch.from_numpy(np.intersect1d(a1.numpy(), a2.numpy()))] = True
+        loss = per_row[valid].sum() / valid.sum().clamp(min=1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    return run, sum(p.numel() for p in model.parameters())
+
+
+def kdjax_step(model_name, batch):
+    import jax
+
+    from kdjax import models, parallel, tasks
+    from kdjax.train import optim, step as step_lib, terms
+
+    mesh = parallel.make_mesh()
+    model = models.get_model(model_name, num_classes=0, embedding_dim=64)
+    images, labels = batch_of(batch)
+    data = parallel.global_batch({"image": images, "label": labels}, mesh)
+    weighted = terms.build_terms({"multisimilarity": dict(weight=1.0, alpha=2.0, beta=40.0, base=0.5, epsilon=0.1)})
+    tx, schedules = optim.make_optimizer(dict(name="adam", weight_decay=0.0), dict(name="constant", base_lr=1e-3),
+                                         steps_per_epoch=1, total_steps=1)
+    networks = step_lib.Networks(model, None)
+    state = jax.jit(lambda r, b: step_lib.init_state(networks, weighted, tx, r, b, {}, 0, batch // 2),
+                    out_shardings=parallel.replicated(mesh))(jax.random.key(0), data)
+    train_step = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
+                                         task=tasks.get_task("metric_learning"), schedules=schedules,
+                                         steps_per_epoch=1, num_classes=batch // 2)
+    holder = {"state": state}
+
+    def run():
+        holder["state"], m = train_step(holder["state"], {}, data)
+        return float(jax.block_until_ready(m["loss/total"]))
+    return run, sum(x.size for x in jax.tree.leaves(state.params["model"]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=112)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--model", default="resnet8")
+    args = parser.parse_args()
+    import torch  # before TensorFlow (kdjax's data layer): the other order crashes some wheel pairs
+    import pytorch_metric_learning
+    import jax
+    run_torch, n_torch = torch_step(args.model, args.batch)
+    run_jax, n_jax = kdjax_step(args.model, args.batch)
+    if n_jax != n_torch:
+        raise SystemExit(f"parameter counts differ (kdjax {n_jax}, torch {n_torch})")
+    t_jax, t_torch = time_interleaved([run_jax, run_torch], args.repeats)
+    print(f"DML step ({args.model} + 64-d head, {n_jax} parameters), batch {args.batch} at 28x28x1, multi-similarity, "
+          f"Adam; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), pytorch-metric-learning {pytorch_metric_learning.__version__}")
+    print(f"kdjax {1000 * t_jax:8.1f} ms   torch + PML {1000 * t_torch:8.1f} ms")
+    print(f"ratio kdjax/reference: {t_jax / t_torch:.2f}")
+
+
+if __name__ == "__main__":
+    main()

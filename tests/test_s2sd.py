@@ -1,0 +1,190 @@
+"""The S2SD term against a NumPy restatement of the reference criterion (MLforHealth/S2SD criteria/s2sd.py), its
+gradient flow (targets detached in the distillation, trained only by their own criteria), independent criterion
+instances per branch, its option errors, and the configs."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kdjax.train import terms
+from tests.losses.test_metric_losses import ms_reference
+from tests.losses.test_similarity_kl import similarity_kl_reference
+
+B, C, D, F, H, W = 12, 4, 8, 6, 3, 3
+LABELS = np.array([0, 0, 1, 1, 2, 2, 2, 3, 3, 0, 1, 3], np.int32)
+
+
+def _inputs(seed=0, step=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(B, D))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    feats = np.maximum(rng.normal(size=(B, H, W, F)), 0.0)
+    taps = {"pooled": jnp.asarray(feats.mean((1, 2)), jnp.float32), "feats": [jnp.asarray(feats, jnp.float32)]}
+    return terms.TermInputs(batch={"label": jnp.asarray(LABELS)}, student_logits=jnp.asarray(x, jnp.float32),
+                            student_taps=taps, teacher_logits=None, teacher_taps=None, student_fn=None,
+                            teacher_fn=None, step=jnp.int32(step), epoch=jnp.float32(1), rng=jax.random.key(seed),
+                            num_classes=C)
+
+
+def _reference(term, inputs, params):
+    """Sec 2.4 of the criterion with loops and float64: 1/2 (L_src + mean_k L_k) + gamma mean_k KL_k (+ F)."""
+    x = np.asarray(inputs.student_logits, np.float64)
+    feats = np.asarray(inputs.student_taps["feats"][-1], np.float64)
+    f = feats.mean((1, 2)) + (feats.max((1, 2)) if term.pool_aggr else 0.0)
+    source = ms_reference(x, LABELS)
+    target_losses, kls = [], []
+    for k in range(len(term.target_dims)):
+        mlp = jax.tree.map(lambda a: np.asarray(a, np.float64), params[f"target_{k}"]["mlp"])
+        z = np.maximum(f @ mlp["fc1"]["kernel"] + mlp["fc1"]["bias"], 0) @ mlp["fc2"]["kernel"] + mlp["fc2"]["bias"]
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        target_losses.append(ms_reference(z, LABELS))
+        kls.append(similarity_kl_reference(x, z, term.temperature))
+    total = 0.5 * (source + np.mean(target_losses)) + term.gamma * np.mean(kls)
+    if term.feat_distill and int(inputs.step) >= term.feat_delay:
+        total += term.feat_weight * similarity_kl_reference(x, f, term.temperature)
+    return total
+
+
+@pytest.mark.parametrize("pool_aggr,feat_distill,step", [(False, False, 0), (True, False, 0), (False, True, 4),
+                                                         (True, True, 5), (True, True, 6)])
+def test_criterion_matches_the_restatement(pool_aggr, feat_distill, step):
+    """Below (step 4, 5) and at / above (step 6... with delay 5) the feature-distillation delay, with and without A."""
+    term = terms.build_term("s2sd", dict(weight=1.0, target_dims=(16, 24), temperature=0.5, gamma=3.0,
+                                         pool_aggr=pool_aggr, feat_distill=feat_distill, feat_weight=2.0,
+                                         feat_delay=5)).term
+    inputs = _inputs(1, step)
+    params, state = term.init(jax.random.key(3), inputs)
+    loss, _, metrics = term(inputs, params, state)
+    np.testing.assert_allclose(float(loss), _reference(term, inputs, params), rtol=1e-5)
+    if feat_distill:
+        assert float(metrics["feat_active"]) == float(step >= 5)
+
+
+def test_targets_are_trained_only_by_their_own_criteria_and_distil_only_into_the_source():
+    term = terms.build_term("s2sd", dict(weight=1.0, target_dims=(16, 24), gamma=50.0, feat_distill=True,
+                                         feat_delay=0)).term
+    inputs = _inputs(2)
+    params, state = term.init(jax.random.key(0), inputs)
+    grads = jax.grad(lambda p: term(inputs, p, state)[0])(params)
+    for k in range(2):
+        mlp = params[f"target_{k}"]["mlp"]
+        f = inputs.student_taps["pooled"]
+
+        def own(m, k=k, f=f):
+            z = jax.nn.relu(f @ m["fc1"]["kernel"] + m["fc1"]["bias"]) @ m["fc2"]["kernel"] + m["fc2"]["bias"]
+            z = z / jnp.linalg.norm(z, axis=1, keepdims=True)
+            return 0.5 / 2 * term.criterion()(term._as(inputs, z, k + 1), {}, {})[0]
+        expected = jax.grad(own)(mlp)
+        jax.tree.map(lambda g, e: np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-7), grads[f"target_{k}"]["mlp"],
+                     expected)
+    # the source embedding receives the distillation gradients: they change with gamma
+    g_source = jax.grad(lambda x: term(terms.TermInputs(**{**inputs.__dict__, "student_logits": x}), params,
+                                       state)[0])(inputs.student_logits)
+    weaker = terms.build_term("s2sd", dict(weight=1.0, target_dims=(16, 24), gamma=1.0, feat_distill=True,
+                                           feat_delay=0)).term
+    g_weaker = jax.grad(lambda x: weaker(terms.TermInputs(**{**inputs.__dict__, "student_logits": x}), params,
+                                         state)[0])(inputs.student_logits)
+    assert not np.allclose(g_source, g_weaker)
+
+
+def test_each_branch_has_its_own_criterion_instance():
+    """Margin base: source and every branch own a beta vector [C], each trained (non-zero gradient) and read by its
+    own branch only: moving branch 0's beta changes branch 0's loss and nothing else."""
+    term = terms.build_term("s2sd", dict(weight=1.0, base="margin", base_options=dict(beta_init=0.9),
+                                         target_dims=(16, 16))).term
+    inputs = _inputs(3)
+    params, state = term.init(jax.random.key(1), inputs)
+    betas = [params["source"]["beta"]] + [params[f"target_{k}"]["criterion"]["beta"] for k in range(2)]
+    assert all(b.shape == (C,) and np.all(b == 0.9) for b in betas)
+    grads = jax.grad(lambda p: term(inputs, p, state)[0])(params)
+    assert all(np.any(g != 0) for g in (grads["source"]["beta"], grads["target_0"]["criterion"]["beta"],
+                                         grads["target_1"]["criterion"]["beta"]))
+    _, _, before = term(inputs, params, state)
+    assert {"source", "target_0", "target_1", "kl_0", "kl_1", "gamma"} <= set(before)
+    moved = jax.tree.map(lambda a: a, params)
+    moved["target_0"]["criterion"]["beta"] = params["target_0"]["criterion"]["beta"] + 0.3
+    _, _, after = term(inputs, moved, state)
+    assert float(after["target_0"]) != float(before["target_0"])
+    assert float(after["target_1"]) == float(before["target_1"]) and float(after["source"]) == float(before["source"])
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(target_dims=()), "target_dims is empty"),
+    (dict(target_dims=(16, 0)), r"target_dims \[16, 0\]: every target dimension must be positive"),
+    (dict(base="triplet"), "unknown base loss 'triplet'; valid: margin, rmargin, multisimilarity, proxyanchor"),
+    (dict(feat_delay=-1), "feat_delay=-1 must be >= 0"),
+    (dict(base="margin", base_options=dict(marign=0.2)), "base_options .* for base loss 'margin'"),
+])
+def test_option_errors_name_the_bad_value(options, message):
+    with pytest.raises(ValueError, match=message):
+        terms.build_term("s2sd", dict(weight=1.0, **options))
+
+
+def test_pool_aggr_needs_unpooled_features():
+    term = terms.build_term("s2sd", dict(weight=1.0, target_dims=(8,), pool_aggr=True)).term
+    inputs = _inputs(0)
+    inputs = terms.TermInputs(**{**inputs.__dict__, "student_taps": {"pooled": inputs.student_taps["pooled"]}})
+    with pytest.raises(ValueError, match=r"pool_aggr \('A'\) needs the backbone's unpooled last stage"):
+        term.init(jax.random.key(0), inputs)
+
+
+# ---- configs ------------------------------------------------------------------------------------------------------
+from configs.dml import common as dml  # noqa: E402
+from configs.s2sd import cars196, common as s2sd_configs, cub200, fashion_mnist, sop  # noqa: E402
+
+DATASETS = {"cub200": cub200, "cars196": cars196, "sop": sop}
+
+
+def test_every_table_4_cell_has_a_config_with_its_published_number():
+    for dataset, module in DATASETS.items():
+        column = s2sd_configs.COLUMN[dataset]
+        for loss in dml.LOSSES:
+            for variant in ("base",) + tuple(s2sd_configs.VARIANTS):
+                config = module.get_config(f"loss={loss},variant={variant}")
+                published = config.info.published_recall_at_1
+                if loss != "proxyanchor" and variant != "base":
+                    assert published == s2sd_configs.PUBLISHED_R1[loss][variant][column]
+                if variant == "base":
+                    assert set(config.stages.model.losses) == {loss}
+                    continue
+                block = config.stages.model.losses.s2sd
+                dims, pool_aggr, feat_distill = s2sd_configs.VARIANTS[variant]
+                assert (tuple(block.target_dims), block.pool_aggr, block.feat_distill) == (dims, pool_aggr,
+                                                                                           feat_distill)
+                assert block.feat_weight == (5.0 if dataset == "sop" else 50.0) and block.gamma == 50.0
+    assert cub200.get_config("variant=dsd,gamma=250").info.published_recall_at_1 == 65.04  # Table 12
+    assert sop.get_config("loss=margin,variant=dsd").stages.model.losses.s2sd.base_options.beta_init == 0.9
+    with pytest.raises(ValueError, match="Unknown variant 'msdx'; valid variants: base, dsd, dsda, msd"):
+        cub200.get_config("variant=msdx")
+
+
+@pytest.mark.parametrize("variant", ["dsd", "msdfa"])
+def test_tfds_configs_validate_with_their_parameter_groups(variant):
+    from kdjax.train import loop
+    from tests import helpers, tfds_fakes
+    config = helpers.narrow(cub200.get_config(f"runlocal,loss=margin,variant={variant}"))
+    with tfds_fakes.mock(tfds_fakes.class_dataset("label", 200, {"train": 3, "test": 2})):
+        spec, = loop.validate(config)
+    assert set(spec.optimizer["groups"]) == {"margin_beta", "target_mlps"}
+
+
+def test_fashion_mnist_msdfa_trains_and_switches_feature_distillation_on(tmp_path):
+    """Three steps with F from step 1: the feature term is off at step 0 and on after; every unweighted part is
+    logged; the exported model is the embedding network alone (the branches live under params['terms'])."""
+    import json
+
+    from kdjax.train import checkpoint as ckpt_lib
+    from kdjax.train import loop
+    config = fashion_mnist.get_config("runlocal,loss=margin,variant=msdfa,feat_delay=1")
+    config.stages.model.num_steps = 3
+    config.checkpoint.every_steps = 3
+    result = loop.run(config, str(tmp_path))[0]
+    assert result["status"] == "done" and "eval/recall@1" in result["final"]
+    records = [json.loads(line) for line in open(tmp_path / "model" / "metrics.jsonl")]
+    active = [r["s2sd/feat_active"] for r in records if "s2sd/feat_active" in r]
+    assert active[0] == 0.0 and active[-1] == 1.0
+    last_train = [r for r in records if "loss/total" in r][-1]
+    assert {"s2sd/source", "s2sd/target_3", "s2sd/kl_0", "s2sd/feat_kl", "s2sd/gamma"} <= set(last_train)
+    tree, _, _ = ckpt_lib.Checkpointer(str(tmp_path / "model" / "checkpoints")).restore_raw()
+    assert "embedding_head" in tree["params"]["model"] and "s2sd" not in tree["params"]["model"]
+    assert set(tree["params"]["terms"]["s2sd"]) == {"source", "target_0", "target_1", "target_2", "target_3"}
