@@ -29,7 +29,10 @@ setuptools.setup(
         # pytest-xdist runs the suite on both cores in CI; scipy (reference CDFs) and Pillow (image-folder data)
         # already come with scikit-learn and matplotlib and are named because the tests import them.
         "test": ["pytest>=8", "pytest-xdist>=3", "scipy>=1.10", "pillow>=10"],
-        # benchmarks/ only (never CI): the PyTorch and faiss references the scripts compare against
-        "bench": ["torch>=2.2", "faiss-cpu>=1.8"],
+        # tests marked `parity` (skipped without them, never in CI): PyTorch references of the converters and the
+        # metric-learning losses and metrics
+        "parity": ["torch>=2.2", "torchvision>=0.17", "pytorch-metric-learning>=2.5"],
+        # benchmarks/ only (never CI): the PyTorch, pytorch-metric-learning, faiss and grain references
+        "bench": ["torch>=2.2", "torchvision>=0.17", "pytorch-metric-learning>=2.5", "faiss-cpu>=1.8", "grain>=0.2"],
     },
 )

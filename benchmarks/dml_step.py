@@ -53,7 +53,12 @@ def torch_step(model_name, batch):
     return run, sum(p.numel() for p in model.parameters())
 
 
-def kdjax_step(model_name, batch):
+MULTISIMILARITY = dict(alpha=2.0, beta=40.0, base=0.5, epsilon=0.1)
+
+
+def kdjax_step(model_name, batch, losses=None):
+    """(a no-argument function running one trainer step and returning its loss, the model's parameter count, the
+    compiled step's XLA buffers in MiB: temp + arguments + outputs). `losses`: default multi-similarity alone."""
     import jax
 
     from kdjax import models, parallel, tasks
@@ -63,7 +68,7 @@ def kdjax_step(model_name, batch):
     model = models.get_model(model_name, num_classes=0, embedding_dim=64)
     images, labels = batch_of(batch)
     data = parallel.global_batch({"image": images, "label": labels}, mesh)
-    weighted = terms.build_terms({"multisimilarity": dict(weight=1.0, alpha=2.0, beta=40.0, base=0.5, epsilon=0.1)})
+    weighted = terms.build_terms(losses or {"multisimilarity": dict(weight=1.0, **MULTISIMILARITY)})
     tx, schedules = optim.make_optimizer(dict(name="adam", weight_decay=0.0), dict(name="constant", base_lr=1e-3),
                                          steps_per_epoch=1, total_steps=1)
     networks = step_lib.Networks(model, None)
@@ -72,12 +77,14 @@ def kdjax_step(model_name, batch):
     train_step = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
                                          task=tasks.get_task("metric_learning"), schedules=schedules,
                                          steps_per_epoch=1, num_classes=batch // 2)
+    mem = train_step.lower(state, {}, data).compile().memory_analysis()
+    xla_mib = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**20 if mem else 0.
     holder = {"state": state}
 
     def run():
         holder["state"], m = train_step(holder["state"], {}, data)
         return float(jax.block_until_ready(m["loss/total"]))
-    return run, sum(x.size for x in jax.tree.leaves(state.params["model"]))
+    return run, sum(x.size for x in jax.tree.leaves(state.params["model"])), xla_mib
 
 
 def main():
@@ -90,7 +97,7 @@ def main():
     import pytorch_metric_learning
     import jax
     run_torch, n_torch = torch_step(args.model, args.batch)
-    run_jax, n_jax = kdjax_step(args.model, args.batch)
+    run_jax, n_jax, _ = kdjax_step(args.model, args.batch)
     if n_jax != n_torch:
         raise SystemExit(f"parameter counts differ (kdjax {n_jax}, torch {n_torch})")
     t_jax, t_torch = time_interleaved([run_jax, run_torch], args.repeats)

@@ -188,3 +188,15 @@ def test_fashion_mnist_msdfa_trains_and_switches_feature_distillation_on(tmp_pat
     tree, _, _ = ckpt_lib.Checkpointer(str(tmp_path / "model" / "checkpoints")).restore_raw()
     assert "embedding_head" in tree["params"]["model"] and "s2sd" not in tree["params"]["model"]
     assert set(tree["params"]["terms"]["s2sd"]) == {"source", "target_0", "target_1", "target_2", "target_3"}
+
+
+def test_offline_study_tables_are_mean_and_std_over_seeds(tmp_path):
+    from experiments import s2sd_offline
+    cells = {("multisimilarity", v, s): {"eval/recall@1": r, "eval/map_at_r": r / 2, "eval/nmi": 0.5,
+                                         "wall_time": 60.0, "commit": "abc"}
+             for v, values in (("base", (0.4, 0.6)), ("dsd", (0.7, 0.7))) for s, r in enumerate(values)}
+    s2sd_offline.write(str(tmp_path), cells, ["multisimilarity"], ["base", "dsd", "msd"], [0, 1])
+    table = (tmp_path / "table.md").read_text()
+    assert "| multisimilarity | base | 50.00 ± 14.14 | 25.00 ± 7.07 | 50.00 ± 0.00 |" in table
+    assert "| multisimilarity | msd | not run | not run | not run |" in table
+    assert (tmp_path / "s2sd_offline.png").exists()
