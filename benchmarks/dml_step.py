@@ -43,6 +43,8 @@ def torch_step(model_name, batch):
         e = F.normalize(model(x), dim=1)
         a1, _, a2, _ = pairs = miner(e, y)
         per_row = criterion(e, y, pairs)["loss"]["losses"]
+        if not torch.is_tensor(per_row):  # PML returns 0 when nothing was mined (a repeated batch gets solved)
+            per_row = e.sum(1) * 0.0
         valid = torch.zeros(len(y), dtype=torch.bool)
         valid[torch.from_numpy(np.intersect1d(a1.numpy(), a2.numpy()))] = True
         loss = per_row[valid].sum() / valid.sum().clamp(min=1)

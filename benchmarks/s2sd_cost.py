@@ -56,6 +56,8 @@ def torch_step(variant, batch):
         miner, loss = criterion
         a1, _, a2, _ = pairs = miner(e, y)
         per_row = loss(e, y, pairs)["loss"]["losses"]
+        if not torch.is_tensor(per_row):  # PML returns 0 when nothing was mined
+            per_row = e.sum(1) * 0.0
         valid = torch.zeros(len(y), dtype=torch.bool)
         valid[torch.from_numpy(np.intersect1d(a1.numpy(), a2.numpy()))] = True
         return per_row[valid].sum() / valid.sum().clamp(min=1)

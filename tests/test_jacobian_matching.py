@@ -123,6 +123,10 @@ def test_oracle_row_initialises_from_a_checkpoint(tmp_path):
     conv = tree["params"]["model"]["Conv_0"]["kernel"]
     np.testing.assert_allclose(conv, variables["params"]["Conv_0"]["kernel"], rtol=1e-6)
     assert tree["params"]["model"]["Dense_0"]["kernel"].shape == (64, 4)  # the new 4-way head stays random
+    # strict: without the allow-list the head's shape mismatch is an error, not a printed list
+    config.stages.student.init_allow_random = ()
+    with pytest.raises(Exception, match=r"Dense_0.*list the paths that may stay randomly initialised"):
+        loop.run_stage(config, "student", str(tmp_path / "strict"))
 
 
 def test_trainer_teacher_fn_has_input_gradients():
