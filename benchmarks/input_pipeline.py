@@ -25,7 +25,7 @@ VIEW = "resize(32)|pad_crop(4)|flip"
 
 def _data(name, batch, **extra):
     from kdjax import data
-    cfg = dict(name=name, views={"image": VIEW}, **extra)
+    cfg = dict(dict(name=name, views={"image": VIEW}), **extra)
     return data.build(cfg, seed=0, batch_size=batch, eval_batch_size=batch)
 
 
