@@ -11,11 +11,10 @@ import os
 import subprocess
 import time
 
-import jax
 import numpy as np
 
 from configs.baselines import cifar100, fashion_mnist
-from experiments.reproduce import mean_std, run_stage_once
+from experiments.reproduce import mean_std, prepare_workdir, run_stage_once
 
 NAMES = {"ce": "student alone (CE)", "kd": "KD", "fitnet": "FitNet", "at": "AT", "rkd": "RKD", "pkt": "PKT",
          "vid": "VID", "crd": "CRD", "ofd": "OFD", "reviewkd": "ReviewKD", "dkd": "DKD", "mlld": "MLLD"}
@@ -27,7 +26,7 @@ def main():
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--methods", default=",".join(cifar100.METHODS))
     args = parser.parse_args()
-    jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir, "jax_cache"))
+    prepare_workdir(args.workdir)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     start = time.time()

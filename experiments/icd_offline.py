@@ -15,11 +15,10 @@ import json
 import os
 import time
 
-import jax
 import numpy as np
 
 from configs.icd import fashion_mnist
-from experiments.reproduce import mean_std, run_stage_once
+from experiments.reproduce import mean_std, prepare_workdir, run_stage_once
 
 STUDENTS = ("student_kd", "student_kd_rkd")
 KD_TEMPERATURE = 4.0
@@ -49,13 +48,13 @@ def teacher_logits(config, workdir) -> tuple[np.ndarray, np.ndarray]:
     from kdjax.train import checkpoint as ckpt_lib
     from kdjax.train import recipe
     from kdjax.train.stage import build_model
-    spec = recipe.resolve_stage(config, "teacher")
-    evaluation = data.build(spec.data, seed=0, batch_size=spec.batch_size,
+    teacher = recipe.resolve_stage(config, "teacher")
+    evaluation = data.build(teacher.data, seed=0, batch_size=teacher.batch_size,
                             eval_batch_size=int(config.eval_batch_size)).eval
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "teacher", "checkpoints"))
     tree, _, _ = checkpointer.restore_raw()
     checkpointer.close()
-    model = build_model(spec.model, 10)
+    model = build_model(teacher.model, 10)
     variables = {"params": tree["params"]["model"], "batch_stats": tree["batch_stats"]}
     return evaluators.collect_outputs(model.apply, variables, evaluation, parallel.make_mesh(), cache={})
 
@@ -137,10 +136,7 @@ def main(argv=None):
     parser.add_argument("--lams", default="0,0.01,0.02,0.03,0.3")
     parser.add_argument("--collect", action="store_true", help="write the tables from finished cells only")
     args = parser.parse_args(argv)
-    os.makedirs(args.workdir, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir, "jax_cache"))
-    from absl import logging
-    logging.set_verbosity(logging.WARNING)
+    prepare_workdir(args.workdir)
     seeds = [int(s) for s in args.seeds.split(",")]
     lams = [float(x) for x in args.lams.split(",")]
     start = time.time()

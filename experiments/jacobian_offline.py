@@ -14,12 +14,11 @@ import json
 import os
 import time
 
-import jax
 import numpy as np
 
 from configs.jacobian_matching import common as jm
 from configs.jacobian_matching import fashion_mnist_table1, fashion_mnist_table2
-from experiments.reproduce import mean_std, run_stage_once
+from experiments.reproduce import mean_std, prepare_workdir, run_stage_once
 
 LAMBDAS = (0.0, 0.1, 1.0, 10.0)
 ROW_NAMES = {"ce": "CE", "ce_act": "CE + match act.", "ce_jac": "CE + match Jac.", "ce_act_jac": "CE + act. + Jac.",
@@ -118,11 +117,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     per_class = [int(n) for n in args.per_class.split(",")]
-    os.makedirs(args.workdir, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir, "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    from absl import logging
-    logging.set_verbosity(logging.WARNING)
+    prepare_workdir(args.workdir)
     start = time.time()
     teacher, t1 = table1(args.workdir, seeds, per_class, args.collect) if "1" in args.tables else (None, {})
     t2_seeds = [int(s) for s in args.table2_seeds.split(",")]

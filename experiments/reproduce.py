@@ -18,10 +18,21 @@ import time
 import numpy as np
 
 
-def load_config(spec: str, seed: int | None = None, overrides=()):
+def prepare_workdir(workdir: str) -> None:
+    """Creates a sweep's workdir and keeps JAX's compilation cache in it (cells that differ only in seed or loss
+    weight compile once, across relaunches too); absl's per-step info lines are silenced."""
+    import jax
+    from absl import logging
+    os.makedirs(workdir, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    logging.set_verbosity(logging.WARNING)
+
+
+def load_config(config_arg: str, seed: int | None = None, overrides=()):
     """'configs/x.py:arg=1,runlocal' -> the ConfigDict, with `seed=N` added to the arguments and 'a.b=value'
     overrides (Python literals) applied; unknown override keys are errors."""
-    path, _, args = spec.partition(":")
+    path, _, args = config_arg.partition(":")
     module = importlib.import_module(path.removesuffix(".py").replace(os.sep, "."))
     args = ",".join(filter(None, [args, f"seed={seed}" if seed is not None else ""]))
     config = module.get_config(args or None)

@@ -11,11 +11,10 @@ import json
 import os
 import time
 
-import jax
 import numpy as np
 
 from configs.s2sd import fashion_mnist
-from experiments.reproduce import mean_std, run_stage_once
+from experiments.reproduce import mean_std, prepare_workdir, run_stage_once
 
 METRICS = (("eval/recall@1", "R@1"), ("eval/map_at_r", "MAP@R"), ("eval/nmi", "NMI"))
 
@@ -85,10 +84,7 @@ def main(argv=None):
     parser.add_argument("--variants", default="base,dsd,msd,msdf")
     parser.add_argument("--collect", action="store_true", help="write the tables from finished cells only")
     args = parser.parse_args(argv)
-    os.makedirs(args.workdir, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir, "jax_cache"))
-    from absl import logging
-    logging.set_verbosity(logging.WARNING)
+    prepare_workdir(args.workdir)
     seeds = [int(s) for s in args.seeds.split(",")]
     losses, variants = args.losses.split(","), args.variants.split(",")
     start = time.time()

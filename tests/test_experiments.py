@@ -3,7 +3,6 @@ import json
 import os
 
 import pytest
-import tensorflow_datasets as tfds
 
 from configs import common
 from kdjax.train import loop, recipe

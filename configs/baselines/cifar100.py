@@ -21,7 +21,6 @@ that; CRD adds its 16384-row gathers); a teacher stage 2-6 h. Needs the TFDS `ci
     python -m experiments.main --config=configs/baselines/cifar100.py:method=dkd,pair=resnet32x4-resnet8x4 \
         --workdir=$HOME/kdjax/baselines/dkd_res32x4_res8x4
 """
-import ml_collections
 
 from configs import common
 

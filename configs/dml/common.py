@@ -1,6 +1,8 @@
 """The Revisiting-DML protocol (Roth et al., ICML 2020) as configs: class-split datasets, the frozen-BN ResNet-50 with
 a 128-d embedding head, Adam with the published parameter groups, class-balanced batches, retrieval evaluation.
 Reference: Confusezius/Revisiting_Deep_Metric_Learning_PyTorch (= MLforHealth/S2SD without the S2SD parts)."""
+import ml_collections
+
 from configs import common
 
 LOSSES = ("margin", "rmargin", "multisimilarity", "proxyanchor")
@@ -52,7 +54,7 @@ def used_groups(optimizer_block: dict, losses: dict) -> dict:
     return dict(optimizer_block, groups=groups)
 
 
-def tfds_config(dataset: str, arg) -> "ml_collections.ConfigDict":  # noqa: F821
+def tfds_config(dataset: str, arg) -> ml_collections.ConfigDict:
     """A dataset's baseline config: the frozen-BN ResNet-50 (pretrained weights from `pretrained`, a checkpoint of
     `experiments/convert_torchvision_resnet.py --arch resnet50 --headless`) trained with one DML loss."""
     d = DATASETS[dataset]
@@ -80,7 +82,7 @@ def tfds_config(dataset: str, arg) -> "ml_collections.ConfigDict":  # noqa: F821
     return config
 
 
-def runlocal(config: "ml_collections.ConfigDict") -> "ml_collections.ConfigDict":  # noqa: F821
+def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """common.runlocal at 32 px, with an evaluation set that holds classes with several images each (retrieval
     needs positives): the first 4 evaluation classes, or the first 64 images of a class-sorted split (SOP)."""
     common.runlocal(config)

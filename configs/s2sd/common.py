@@ -1,6 +1,8 @@
 """S2SD on the Revisiting-DML baselines (configs/dml): the base DML loss becomes the `s2sd` term's source and target
 criterion; variants as the supplement names them (Roth et al., ICML 2021, supplement Tables 4-6 and 12; reference:
 MLforHealth/S2SD Sample_Runs.sh, parameters.py)."""
+import ml_collections
+
 from configs.dml import common as dml
 
 # variant -> (target branches, "A" pool_aggr, "F" feat_distill)
@@ -71,7 +73,7 @@ def published(table: dict, loss: str, variant: str, dataset: str):
     return row[COLUMN[dataset]] if row else None
 
 
-def tfds_config(dataset: str, arg) -> "ml_collections.ConfigDict":  # noqa: F821
+def tfds_config(dataset: str, arg) -> ml_collections.ConfigDict:
     """configs/dml's baseline recipe for `dataset`, its loss wrapped by S2SD `arg.variant`."""
     check_variant(arg.variant)
     config = dml.tfds_config(dataset, arg)

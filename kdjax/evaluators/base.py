@@ -6,7 +6,6 @@ the options are the keyword arguments of its class) and returns `{metric: value}
 """
 import inspect
 
-import jax
 import numpy as np
 
 from kdjax import ops, parallel

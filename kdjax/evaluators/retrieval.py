@@ -30,7 +30,7 @@ class Retrieval(Evaluator):
 
 
 class EmbeddingSpace(Evaluator):
-    """`pi_ratio` (density) and `rho` (spectral decay without the `drop` largest singular values)."""
+    """`pi_ratio`, the density, and `rho`, the spectral decay without the `drop` largest singular values."""
     lower_is_better = frozenset()
 
     def __init__(self, *, mesh, data, drop: int = 10):

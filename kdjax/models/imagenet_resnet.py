@@ -15,7 +15,6 @@ none).
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from kdjax.models import layers
 from kdjax.models.cifar_resnet import BasicBlock

@@ -6,7 +6,6 @@ Init: PyTorch's default conv init for the kernel; biases start at zero (torch dr
 documented difference that does not change what the regressor can learn).
 """
 import flax.linen as nn
-import jax.numpy as jnp
 
 from kdjax.models import layers
 

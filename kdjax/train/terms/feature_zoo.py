@@ -8,7 +8,6 @@ weight-decayed and checkpointed with the student), their BatchNorm statistics in
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from kdjax import losses, modules
 from kdjax.train.terms.base import Term, register

@@ -4,7 +4,6 @@ recipes).
 Weights and warm-ups come from the config entry (e.g. DKD: `dict(weight=1.0, warmup_epochs=20, beta=8.0)`).
 """
 import dataclasses
-from typing import Any
 
 from kdjax import losses
 from kdjax.train.terms.base import Term, register
