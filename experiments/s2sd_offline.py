@@ -3,6 +3,8 @@ DSD, MSD and MSDF, several seeds, the same 1,000-step budget; tables and a plot 
 
     python -m experiments.s2sd_offline --workdir=/tmp/kdjax_s2sd_offline [--seeds=0,1,2] [--losses=multisimilarity,margin] [--variants=base,dsd,msd,msdf]
 
+A variant ending in `_attached` (e.g. `dsd_attached`) lets the distillation reach the branches (`detach_targets=False`,
+the supplement's Table 15 ablation).
 Per cell: R@1, MAP@R and NMI on the evaluation classes (5-9) after the last step, mean ± std (ddof 1) over seeds.
 Finished cells are skipped on relaunch. Writes `table.md`, `summary.json` and `s2sd_offline.png`.
 """
@@ -25,7 +27,9 @@ def run(workdir, losses, variants, seeds, collect=False) -> dict:
     for seed in seeds:
         for loss in losses:
             for variant in variants:
-                config = fashion_mnist.get_config(f"loss={loss},variant={variant},seed={seed}")
+                base_variant, attached = variant.removesuffix("_attached"), variant.endswith("_attached")
+                config = fashion_mnist.get_config(f"loss={loss},variant={base_variant},seed={seed},"
+                                                  f"detach_targets={not attached}")
                 result = run_stage_once(config, "model", os.path.join(workdir, f"{loss}_{variant}_seed{seed}"),
                                         collect=collect)
                 if result is None:

@@ -1,5 +1,6 @@
 """Small configs and utilities shared by the tests."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -56,3 +57,15 @@ def run_python(code_or_args, *, devices: int | None = None, timeout: int = 600) 
     args = ["-c", code_or_args] if isinstance(code_or_args, str) else list(code_or_args)
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def sigterm_at(event, stage=None, step=None):
+    """An `on_event` hook that sends this process SIGTERM once, at the first `event` of `stage` (at `step`)."""
+    fired = []
+
+    def on_event(name, **info):
+        if name == event and not fired and (stage is None or info.get("stage") == stage) and \
+                (step is None or info.get("step") == step):
+            fired.append(info)
+            os.kill(os.getpid(), signal.SIGTERM)
+    return on_event

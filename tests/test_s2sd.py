@@ -1,6 +1,8 @@
 """The S2SD term against a NumPy restatement of the reference criterion (MLforHealth/S2SD criteria/s2sd.py), its
 gradient flow (targets detached in the distillation, trained only by their own criteria), independent criterion
 instances per branch, its option errors, and the configs."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,6 +89,36 @@ def test_targets_are_trained_only_by_their_own_criteria_and_distil_only_into_the
     assert not np.allclose(g_source, g_weaker)
 
 
+def test_attached_targets_also_learn_from_the_distillation():
+    """detach_targets=False (Table 15's ablation): the branch gradient is its criterion's plus gamma x the KL's
+    gradient through z_k; the loss value is unchanged."""
+    options = dict(weight=1.0, target_dims=(16,), gamma=5.0)
+    detached = terms.build_term("s2sd", options).term
+    attached = terms.build_term("s2sd", dict(options, detach_targets=False)).term
+    inputs = _inputs(4)
+    params, state = detached.init(jax.random.key(0), inputs)
+    f, x = inputs.student_taps["pooled"], inputs.student_logits
+
+    def kl_through_branch(m):
+        z = jax.nn.relu(f @ m["fc1"]["kernel"] + m["fc1"]["bias"]) @ m["fc2"]["kernel"] + m["fc2"]["bias"]
+        return 5.0 * similarity_kl_reference_jax(x, z)
+    g_detached, g_attached = (jax.grad(lambda p, t=t: t(inputs, p, state)[0])(params) for t in (detached, attached))
+    extra = jax.grad(kl_through_branch)(params["target_0"]["mlp"])
+    jax.tree.map(lambda a, d, e: np.testing.assert_allclose(a, d + e, rtol=1e-4, atol=1e-7),
+                 g_attached["target_0"]["mlp"], g_detached["target_0"]["mlp"], extra)
+    assert np.any(np.abs(np.asarray(extra["fc1"]["kernel"])) > 1e-6)
+    np.testing.assert_allclose(float(attached(inputs, params, state)[0]), float(detached(inputs, params, state)[0]),
+                               rtol=1e-6)
+
+
+def similarity_kl_reference_jax(source, target):
+    """T = 1 restatement with jnp (differentiable): mean over rows of KL(softmax(S_t) || softmax(S_s))."""
+    s = source / jnp.linalg.norm(source, axis=1, keepdims=True)
+    t = target / jnp.linalg.norm(target, axis=1, keepdims=True)
+    p, log_q = jax.nn.softmax(t @ t.T, axis=1), jax.nn.log_softmax(s @ s.T, axis=1)
+    return jnp.sum(p * (jnp.log(p) - log_q)) / source.shape[0]
+
+
 def test_each_branch_has_its_own_criterion_instance():
     """Margin base: source and every branch own a beta vector [C], each trained (non-zero gradient) and read by its
     own branch only: moving branch 0's beta changes branch 0's loss and nothing else."""
@@ -144,6 +176,8 @@ def test_every_table_4_cell_has_a_config_with_its_published_number():
                 published = config.info.published_recall_at_1
                 if loss != "proxyanchor" and variant != "base":
                     assert published == s2sd_configs.PUBLISHED_R1[loss][variant][column]
+                if loss != "proxyanchor":
+                    assert config.info.published_nmi == s2sd_configs.PUBLISHED_NMI[loss][variant][column]
                 if variant == "base":
                     assert set(config.stages.model.losses) == {loss}
                     continue
@@ -153,41 +187,124 @@ def test_every_table_4_cell_has_a_config_with_its_published_number():
                                                                                            feat_distill)
                 assert block.feat_weight == (5.0 if dataset == "sop" else 50.0) and block.gamma == 50.0
     assert cub200.get_config("variant=dsd,gamma=250").info.published_recall_at_1 == 65.04  # Table 12
+    attached = cub200.get_config("variant=msda,detach_targets=False")  # Table 15
+    assert attached.info.published_recall_at_1 == 65.34 and not attached.stages.model.losses.s2sd.detach_targets
+    assert cars196.get_config("variant=msda,detach_targets=False").info.published_recall_at_1 is None
     assert sop.get_config("loss=margin,variant=dsd").stages.model.losses.s2sd.base_options.beta_init == 0.9
     with pytest.raises(ValueError, match="Unknown variant 'msdx'; valid variants: base, dsd, dsda, msd"):
         cub200.get_config("variant=msdx")
 
 
-@pytest.mark.parametrize("variant", ["dsd", "msdfa"])
-def test_tfds_configs_validate_with_their_parameter_groups(variant):
+@pytest.mark.parametrize("loss", ["margin", "rmargin", "multisimilarity", "proxyanchor"])
+def test_one_gradient_step_of_every_table_4_term_on_resnet50_sized_features(loss):
+    """Each variant's `s2sd` block, built as the CUB config writes it, on ResNet-50-sized taps (2048-d pooled, a
+    2x2x2048 last stage) and 128-d embeddings: finite loss, finite gradients, every branch and the source trained."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 2).astype(np.int32)
+    feats = jnp.asarray(np.maximum(rng.normal(size=(8, 2, 2, 2048)), 0), jnp.float32)
+    z = rng.normal(size=(8, 128))
+    for variant in s2sd_configs.VARIANTS:
+        block = cub200.get_config(f"loss={loss},variant={variant}").stages.model.losses.s2sd.to_dict()
+        term = terms.build_term("s2sd", block).term
+        inputs = terms.TermInputs(
+            batch={"label": jnp.asarray(labels)}, student_logits=None, student_taps={"pooled": feats.mean((1, 2)),
+                                                                                     "feats": [feats]},
+            teacher_logits=None, teacher_taps=None, student_fn=None, teacher_fn=None, step=jnp.int32(2000),
+            epoch=jnp.float32(1), rng=jax.random.key(0), num_classes=100)
+
+        def loss_fn(params, embedding):
+            x = embedding / jnp.linalg.norm(embedding, axis=1, keepdims=True)
+            return term(dataclasses.replace(inputs, student_logits=x), params, state)[0]
+        params, state = term.init(jax.random.key(1), dataclasses.replace(inputs, student_logits=jnp.asarray(z)))
+        value, (g_params, g_embedding) = jax.value_and_grad(loss_fn, argnums=(0, 1))(params, jnp.asarray(z))
+        assert np.isfinite(float(value)), variant
+        assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(g_params)), variant
+        assert np.any(np.asarray(g_embedding) != 0), variant
+        for k in range(len(block["target_dims"])):
+            assert np.any(np.asarray(g_params[f"target_{k}"]["mlp"]["fc1"]["kernel"]) != 0), (variant, k)
+
+
+@pytest.mark.parametrize("dataset,variant", [("cub200", "dsd"), ("cub200", "msdfa"), ("sop", "msdf")])
+def test_tfds_configs_validate_with_their_parameter_groups(dataset, variant):
+    """SOP adds the one-epoch MLP warm-up: the backbone (everything but the embedding head) is its own frozen group."""
     from kdjax.train import loop
     from tests import helpers, tfds_fakes
-    config = helpers.narrow(cub200.get_config(f"runlocal,loss=margin,variant={variant}"))
-    with tfds_fakes.mock(tfds_fakes.class_dataset("label", 200, {"train": 3, "test": 2})):
+    config = helpers.narrow(DATASETS[dataset].get_config(f"runlocal,loss=margin,variant={variant}"))
+    label, classes = ("class_id", 40) if dataset == "sop" else ("label", 200)
+    with tfds_fakes.mock(tfds_fakes.class_dataset(label, classes, {"train": 3, "test": 2})):
         spec, = loop.validate(config)
-    assert set(spec.optimizer["groups"]) == {"margin_beta", "target_mlps"}
+    groups = spec.optimizer["groups"]
+    assert set(groups) == {"margin_beta", "target_mlps"} | ({"backbone"} if dataset == "sop" else set())
+    if dataset == "sop":
+        assert groups["backbone"]["frozen_epochs"] == 1.0
+        assert "backbone" not in sop.get_config("loss=margin,variant=base").stages.model.optimizer.groups
+        assert "backbone" not in sop.get_config("variant=dsd,mlp_warmup_epochs=0").stages.model.optimizer.groups
 
 
-def test_fashion_mnist_msdfa_trains_and_switches_feature_distillation_on(tmp_path):
-    """Three steps with F from step 1: the feature term is off at step 0 and on after; every unweighted part is
-    logged; the exported model is the embedding network alone (the branches live under params['terms'])."""
-    import json
-
-    from kdjax.train import checkpoint as ckpt_lib
-    from kdjax.train import loop
+def _warmup_config():
+    """msdfa for three steps, F from step 1, the backbone held for the first two; a checkpoint after every step."""
+    from kdjax.train import loop, stage
     config = fashion_mnist.get_config("runlocal,loss=margin,variant=msdfa,feat_delay=1")
+    spec, = loop.validate(config)
+    probe = stage.Stage(config, spec, None)
+    probe.build()
+    config = fashion_mnist.get_config(f"runlocal,loss=margin,variant=msdfa,feat_delay=1,"
+                                      f"mlp_warmup_epochs={2 / probe.steps_per_epoch!r}")
     config.stages.model.num_steps = 3
-    config.checkpoint.every_steps = 3
-    result = loop.run(config, str(tmp_path))[0]
+    config.checkpoint.update(every_steps=1, max_to_keep=3)
+    return config
+
+
+@pytest.fixture(scope="module")
+def warmup_run(tmp_path_factory):
+    from kdjax.train import loop
+    workdir = tmp_path_factory.mktemp("s2sd_straight")
+    result = loop.run(_warmup_config(), str(workdir))[0]
     assert result["status"] == "done" and "eval/recall@1" in result["final"]
-    records = [json.loads(line) for line in open(tmp_path / "model" / "metrics.jsonl")]
+    return workdir
+
+
+def _params(workdir, step=None):
+    from kdjax.train import checkpoint as ckpt_lib
+    checkpoints = ckpt_lib.Checkpointer(str(workdir / "model" / "checkpoints"))
+    tree = checkpoints.restore_raw(step)[0]
+    checkpoints.close()
+    return tree
+
+
+def test_fashion_mnist_msdfa_warms_up_and_switches_feature_distillation_on(warmup_run):
+    """The feature term is off at step 0 and on after; the backbone stays put through the warm-up while head and
+    branches move, then moves; every unweighted part is logged; the exported model is the embedding network alone
+    (the branches live under params['terms'])."""
+    import json
+    records = [json.loads(line) for line in open(warmup_run / "model" / "metrics.jsonl")]
     active = [r["s2sd/feat_active"] for r in records if "s2sd/feat_active" in r]
     assert active[0] == 0.0 and active[-1] == 1.0
-    last_train = [r for r in records if "loss/total" in r][-1]
-    assert {"s2sd/source", "s2sd/target_3", "s2sd/kl_0", "s2sd/feat_kl", "s2sd/gamma"} <= set(last_train)
-    tree, _, _ = ckpt_lib.Checkpointer(str(tmp_path / "model" / "checkpoints")).restore_raw()
-    assert "embedding_head" in tree["params"]["model"] and "s2sd" not in tree["params"]["model"]
-    assert set(tree["params"]["terms"]["s2sd"]) == {"source", "target_0", "target_1", "target_2", "target_3"}
+    train = [r for r in records if "loss/total" in r]
+    assert {"s2sd/source", "s2sd/target_3", "s2sd/kl_0", "s2sd/feat_kl", "s2sd/gamma"} <= set(train[-1])
+    assert [r["train/lr_backbone"] for r in train] == [0.0, 0.0, train[-1]["train/lr"]] != [0.0] * 3
+
+    trees = {step: _params(warmup_run, step)["params"] for step in (1, 2, 3)}
+    conv = lambda t: np.asarray(t["model"]["Conv_0"]["kernel"])  # noqa: E731
+    head = lambda t: np.asarray(t["model"]["embedding_head"]["kernel"])  # noqa: E731
+    mlp = lambda t: np.asarray(t["terms"]["s2sd"]["target_0"]["mlp"]["fc1"]["kernel"])  # noqa: E731
+    np.testing.assert_array_equal(conv(trees[1]), conv(trees[2]))
+    assert not np.array_equal(conv(trees[2]), conv(trees[3]))
+    assert not np.array_equal(head(trees[1]), head(trees[2])) and not np.array_equal(mlp(trees[1]), mlp(trees[2]))
+    assert "embedding_head" in trees[3]["model"] and "s2sd" not in trees[3]["model"]
+    assert set(trees[3]["terms"]["s2sd"]) == {"source", "target_0", "target_1", "target_2", "target_3"}
+
+
+def test_resume_across_the_feature_delay_and_the_warm_up_equals_the_straight_run(warmup_run, tmp_path):
+    """Preempted after step 1 (F switches on at step 1, the backbone starts at step 2): the resumed run ends with
+    the straight run's parameters, branch and criterion parameters and optimiser state."""
+    from kdjax.train import loop
+    from tests import helpers
+    first = loop.run(_warmup_config(), str(tmp_path), on_event=helpers.sigterm_at("step", "model", 1))
+    assert first[-1]["status"] == "preempted"
+    assert loop.run(_warmup_config(), str(tmp_path))[-1]["status"] == "done"
+    straight, resumed = _params(warmup_run), _params(tmp_path)
+    jax.tree.map(np.testing.assert_array_equal, straight, resumed)
 
 
 def test_offline_study_tables_are_mean_and_std_over_seeds(tmp_path):

@@ -7,7 +7,8 @@ similarities with weight `feat_weight` from step 1000), T = 1, gamma = 50 (`gamm
 with multisimilarity DSD the config states that table's number), MLPs at the base LR without weight decay, every
 branch with its own criterion (own beta / proxies).
 Published R@1 of each cell: `config.info.published_recall_at_1` (Table 4; ProxyAnchor: Table 6, whose BN-Inception
-/ 512-d setting this ResNet-50 recipe does not match), mAP@1000: `config.info.published_map_at_1000` (Table 5).
+/ 512-d setting this ResNet-50 recipe does not match), NMI: `config.info.published_nmi` (Table 4),
+mAP@1000: `config.info.published_map_at_1000` (Table 5).
 Protocol: max over epochs of each metric, mean ± std of 5 seeds (`python -m experiments.reproduce ...
 --seeds=0,1,2,3,4`); evaluation as configs/dml.
 Runtime (estimate, not measured here): 3-5 h on one A100-class GPU (MSD adds four MLP branches to the step).

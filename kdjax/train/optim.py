@@ -11,18 +11,22 @@ Weight decay: `sgd` and `adam` add it to the gradient before the update (PyTorch
 references decay every parameter, hence False by default).
 
 Parameter groups (`optimizer.groups`): {group: dict(pattern=regex, lr_mult=..., base_lr=..., weight_decay=...,
-exclude_1d_from_decay=...)}. A parameter belongs to the first group whose `pattern` matches its path
+exclude_1d_from_decay=..., frozen_epochs=...)}. A parameter belongs to the first group whose `pattern` matches its path
 ('model/stage1_block0/Conv_0/kernel', 'terms/margin/beta', ...; `re.search`), otherwise to the stage's own
 settings. A group's learning rate follows the stage's schedule, scaled by `lr_mult` or restarted from its own
-`base_lr`; built with `optax.multi_transform`.
+`base_lr`; built with `optax.multi_transform`. `frozen_epochs` holds a group still for that many epochs (a warm-up
+of the other groups, e.g. S2SD's SOP MLP warm-up): as with torch `requires_grad=False`, no update, no weight decay
+and no optimiser-state change (Adam's bias correction starts when the group starts), while its schedule keeps
+following the global step.
 """
 import inspect
 import re
 
 import jax
+import jax.numpy as jnp
 import optax
 
-GROUP_KEYS = ("pattern", "lr_mult", "base_lr", "weight_decay", "exclude_1d_from_decay")
+GROUP_KEYS = ("pattern", "lr_mult", "base_lr", "weight_decay", "exclude_1d_from_decay", "frozen_epochs")
 OPTIMIZER_KEYS = ("name", "weight_decay", "exclude_1d_from_decay", "groups")
 DEFAULT_GROUP = "default"
 
@@ -83,6 +87,8 @@ def check(optimizer: dict, schedule: dict) -> None:
             raise ValueError(f"optimizer.groups.{group}: needs a 'pattern' (regex on parameter paths)")
         if "lr_mult" in options and "base_lr" in options:
             raise ValueError(f"optimizer.groups.{group}: set lr_mult or base_lr, not both")
+        if float(options.get("frozen_epochs", 0)) < 0:
+            raise ValueError(f"optimizer.groups.{group}: frozen_epochs={options['frozen_epochs']} must be >= 0")
         re.compile(options["pattern"])
     kind = schedule.get("name")
     if kind not in SCHEDULES:
@@ -116,6 +122,21 @@ def _one(name, kind_options, schedule, weight_decay, exclude_1d):
         return optax.adamw(schedule, weight_decay=weight_decay, mask=mask, **kind_options)
     base = OPTIMIZERS[name](schedule, **kind_options)
     return optax.chain(optax.add_decayed_weights(weight_decay, mask), base) if weight_decay else base
+
+
+def _frozen_for(inner: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
+    """`inner` with no update and an unchanged state for the first `steps` calls."""
+    def init(params):
+        return jnp.zeros([], jnp.int32), inner.init(params)
+
+    def update(updates, state, params=None):
+        count, inner_state = state
+        new_updates, new_inner = inner.update(updates, inner_state, params)
+        frozen = count < steps
+        new_updates = jax.tree.map(lambda u: jnp.where(frozen, jnp.zeros_like(u), u), new_updates)
+        new_inner = jax.tree.map(lambda old, new: jnp.where(frozen, old, new), inner_state, new_inner)
+        return new_updates, (optax.safe_increment(count), new_inner)
+    return optax.GradientTransformation(init, update)
 
 
 def path_string(path) -> str:
@@ -162,9 +183,16 @@ def make_optimizer(cfg: dict, schedule_cfg: dict, *, steps_per_epoch: int,
         else:
             mult = float(options.get("lr_mult", 1.0))
             schedule = (lambda s, mult=mult: mult * base(s))
+        frozen = int(round(float(options.get("frozen_epochs", 0)) * steps_per_epoch))
+        # a frozen group's own step counter starts late: shift it so its LR is the global step's
+        inner_schedule = (lambda s, f=schedule, k=frozen: f(s + k)) if frozen else schedule
+        transform = _one(name, cfg, inner_schedule, float(options.get("weight_decay", weight_decay)),
+                         bool(options.get("exclude_1d_from_decay", exclude_1d)))
+        if frozen:
+            transform = _frozen_for(transform, frozen)
+            schedule = (lambda s, f=schedule, k=frozen: jnp.where(s < k, 0.0, f(s)))
         schedules[group] = schedule
-        transforms[group] = _one(name, cfg, schedule, float(options.get("weight_decay", weight_decay)),
-                                 bool(options.get("exclude_1d_from_decay", exclude_1d)))
+        transforms[group] = transform
     if not groups:
         return transforms[DEFAULT_GROUP], schedules
     return optax.multi_transform(transforms, lambda params: group_labels(params, groups)), schedules

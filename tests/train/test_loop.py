@@ -2,7 +2,6 @@
 non-finite guard (loss, gradients, parameters), changed-trajectory refusal, teacher handling, best checkpoints."""
 import json
 import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -71,17 +70,6 @@ def straight_run(tmp_path_factory):
     return workdir, results
 
 
-def _sigterm_at(event, stage=None, step=None):
-    fired = []
-
-    def on_event(name, **info):
-        if name == event and not fired and (stage is None or info.get("stage") == stage) and \
-                (step is None or info.get("step") == step):
-            fired.append(info)
-            os.kill(os.getpid(), signal.SIGTERM)
-    return on_event
-
-
 @pytest.mark.parametrize("event, stage, step", [
     ("start", "student", None),      # start-up of a stage: before its data, teacher and state exist
     ("compiled", "teacher", None),   # after compiling, before the first step
@@ -92,7 +80,7 @@ def _sigterm_at(event, stage=None, step=None):
 def test_sigterm_anywhere_then_resume_equals_uninterrupted_run(straight_run, tmp_path, event, stage, step):
     reference, ref_results = straight_run
     workdir = str(tmp_path)
-    first = loop.run(_resumable_config(), workdir, on_event=_sigterm_at(event, stage, step))
+    first = loop.run(_resumable_config(), workdir, on_event=helpers.sigterm_at(event, stage, step))
     assert first[-1]["status"] == "preempted"
     assert not os.path.exists(os.path.join(workdir, first[-1]["stage"], "results.json"))
     second = loop.run(_resumable_config(), workdir)

@@ -126,6 +126,45 @@ def test_parameter_groups_apply_their_learning_rates_and_decay():
         optim.check_groups_match(params, dict(groups=dict(nothing=dict(pattern="^terms/"))))
 
 
+def test_a_frozen_group_waits_then_starts_fresh_at_the_global_schedule():
+    """frozen_epochs=1 (2 steps): the backbone neither moves nor decays nor advances Adam's moments during the
+    warm-up; afterwards it follows a fresh torch-style Adam (coupled decay) at the schedule's global LR, which has
+    dropped by then. The head trains throughout like a single-group optimiser."""
+    schedule = dict(name="multistep", base_lr=0.1, milestones=(1,))
+    cfg = dict(name="adam", weight_decay=0.01, groups=dict(backbone=dict(pattern=r"^model/(?!head/)", frozen_epochs=1)))
+    tx, schedules = optim.make_optimizer(cfg, schedule, steps_per_epoch=2, total_steps=6)
+    params = {"model": {"conv": {"kernel": jnp.array([1.0, -2.0])}, "head": {"kernel": jnp.array([0.5, 3.0])}}}
+    grads = [jax.tree.map(lambda p, i=i: jnp.sin(p + i), params) for i in range(5)]  # fixed, not state-dependent
+
+    state, p = tx.init(params), params
+    history = []
+    for g in grads:
+        updates, state = tx.update(g, state, p)
+        p = optax.apply_updates(p, updates)
+        history.append(p)
+
+    def adam_by_hand(x, gs, lrs):
+        m = v = np.zeros_like(x)
+        for t, (g, lr) in enumerate(zip(gs, lrs), 1):
+            g = g + 0.01 * x
+            m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g ** 2
+            x = x - lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        return x
+    conv, head = (np.asarray(params["model"][k]["kernel"]) for k in ("conv", "head"))
+    for step in (0, 1):
+        np.testing.assert_array_equal(history[step]["model"]["conv"]["kernel"], conv)
+    for step in (2, 3, 4):
+        np.testing.assert_allclose(history[step]["model"]["conv"]["kernel"],
+                                   adam_by_hand(conv, [np.sin(conv + i) for i in range(2, step + 1)], [0.01] * 3),
+                                   rtol=1e-5)
+    np.testing.assert_allclose(history[4]["model"]["head"]["kernel"],
+                               adam_by_hand(head, [np.sin(head + i) for i in range(5)], [0.1, 0.1, 0.01, 0.01, 0.01]),
+                               rtol=1e-5)
+    np.testing.assert_allclose([schedules["backbone"](s) for s in (0, 1, 2)], [0.0, 0.0, 0.01], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"optimizer.groups.backbone: frozen_epochs=-1 must be >= 0"):
+        optim.check(dict(name="adam", groups=dict(backbone=dict(pattern="x", frozen_epochs=-1))), schedule)
+
+
 @pytest.fixture(scope="module")
 def digits_teacher(tmp_path_factory):
     from kdjax.train import loop

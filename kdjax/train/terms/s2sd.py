@@ -40,6 +40,7 @@ class S2SD(Term):
     feat_distill: bool = False
     feat_weight: float = 50.0
     feat_delay: int = 1000
+    detach_targets: bool = True
 
     def __post_init__(self):
         if self.base not in BASE_LOSSES:
@@ -103,7 +104,8 @@ class S2SD(Term):
             z = modules.TargetMLP(dim).apply({"params": params[f"target_{k}"]["mlp"]}, f)
             loss_k, new_state[f"target_{k}"], _ = criterion(self._as(inputs, z, k + 1),
                                                             params[f"target_{k}"]["criterion"], state[f"target_{k}"])
-            kl_k = losses.similarity_kl(x, jax.lax.stop_gradient(z), temperature=self.temperature)
+            kl_k = losses.similarity_kl(x, jax.lax.stop_gradient(z) if self.detach_targets else z,
+                                        temperature=self.temperature)
             target_losses.append(loss_k)
             kls.append(kl_k)
             metrics[f"target_{k}"], metrics[f"kl_{k}"] = loss_k, kl_k
