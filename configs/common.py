@@ -64,6 +64,8 @@ def stage(model: dict, losses: dict, *, optimizer: dict, schedule: dict, num_epo
     if teacher is not None:
         s.teacher = ml_collections.ConfigDict(dict(stage=teacher.get("stage", ""),
                                                    checkpoint=teacher.get("checkpoint", ""),
+                                                   pretrained=teacher.get("pretrained", ""),
+                                                   path=teacher.get("path", ""), sha256=teacher.get("sha256", ""),
                                                    model=teacher.get("model", {}),
                                                    how_to_get=teacher.get("how_to_get", "")))
     return s
@@ -98,3 +100,13 @@ def runlocal(config: ml_collections.ConfigDict, steps: int = 2) -> ml_collection
         config.stages[name].num_steps = steps
         config.stages[name].batch_size = None
     return config
+
+
+def pretrained_teacher(arch: str, path: str) -> dict:
+    """`teacher` block of a published CIFAR-100 teacher of architecture `arch` (kdjax name) read from `path`."""
+    from kdjax import teachers
+    names = [name for name, entry in teachers.REGISTRY.items() if entry.arch == arch]
+    if not names:
+        raise ValueError(f"no published teacher of architecture {arch!r}; published: "
+                         f"{', '.join(f'{n} ({e.arch})' for n, e in teachers.REGISTRY.items())}")
+    return dict(pretrained=names[0], path=path)

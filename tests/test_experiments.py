@@ -184,3 +184,35 @@ def test_every_readme_command_names_a_module_and_flags_that_exist():
     for path, module, flags in commands:
         for flag in flags:
             assert flag in helps[module], f"{path}: `python -m {module}` is shown with {flag}, which it does not accept"
+
+
+def test_reproduce_sweeps_seeds_resumes_an_interrupted_sweep_and_tabulates_mean_and_std(tmp_path, monkeypatch):
+    """Two seeds of the quickstart's CE student (2 steps each; seeds 1-2, the quickstart test trains seed 0). The
+    first sweep is preempted during seed 2; the relaunch reports seed 1 without training it, resumes seed 2, and the
+    table's mean ± std equals the one computed from each seed's results.json."""
+    import numpy as np
+
+    from experiments import reproduce
+    run = loop.run
+
+    def preempt_seed_2_once(config, workdir, stages=None, **kw):
+        if workdir.endswith("seed2") and not os.path.exists(os.path.join(workdir, "student_ce", "checkpoints")):
+            kw["on_event"] = helpers.sigterm_at("step", "student_ce", 1)
+        return run(config, workdir, stages, **kw)
+    monkeypatch.setattr(loop, "run", preempt_seed_2_once)
+    argv = ["--config=configs/quickstart.py:runlocal", "--stage=student_ce", "--seeds=1,2", f"--workdir={tmp_path}"]
+    with pytest.raises(SystemExit, match="preempted in .*seed2; relaunch the same command to resume"):
+        reproduce.main(argv)
+    seed1_log = (tmp_path / "seed1" / "student_ce" / "metrics.jsonl").read_text()
+    reproduce.main(argv)
+    assert (tmp_path / "seed1" / "student_ce" / "metrics.jsonl").read_text() == seed1_log  # not retrained
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "seed2" / "student_ce" / "metrics.jsonl")
+             if "loss/total" in line]
+    assert steps == [1, 2]  # resumed after step 1, not restarted
+    finals = [json.load(open(tmp_path / f"seed{s}" / "student_ce" / "results.json"))["final"]["eval/accuracy"]
+              for s in (1, 2)]
+    table = (tmp_path / "summary.md").read_text()
+    expected = f"{100 * np.mean(finals):.2f} ± {100 * np.std(finals, ddof=1):.2f}"
+    assert f"| eval/accuracy (headline) | {expected} |" in table
+    assert "2 seeds: [1, 2]" in table and "--seeds=1,2" in table
+    assert json.load(open(tmp_path / "summary.json"))["seeds"] == [1, 2]

@@ -12,9 +12,15 @@ on batch statistics; CRD ships 16384 negatives per example from the input pipeli
 (RandAugment + Cutout) views with its own LR (0.025 / 0.01) and epochs (240, 480 or 960).
 kdjax logs the last and the best top-1; RepDistiller's numbers are last-epoch, mdistiller's best-epoch. Average a
 few seeds (`:seed=N`): single runs spread by about +-0.3.
-Teacher: `teacher_checkpoint=DIR` loads a kdjax checkpoint (the `teacher/checkpoints` directory of an earlier run
-of this config; kdjax has no converter for mdistiller's cifar_teachers.tar yet); without it a `teacher` stage
+Teacher: `teacher_pretrained=DIR` distils from mdistiller's published teacher of the pair (DIR: the unpacked
+`cifar_teachers.tar`, or the `.pth` / `.npz` file; kdjax/teachers.py checks its sha256 where known and writes its
+measured top-1 next to the published one in WORKDIR/student/teacher.json); `teacher_checkpoint=DIR` loads a kdjax
+checkpoint (the `teacher/checkpoints` directory of an earlier run of this config); without either a `teacher` stage
 trains one with the same recipe first.
+
+
+    python -m experiments.main --config=configs/baselines/cifar100.py:pair=resnet32x4-resnet8x4,method=dkd,teacher_pretrained=$HOME/download_ckpts/cifar_teachers --workdir=W/dkd_r32x4
+
 Runtime (estimate, not measured on this machine): student 1-3 h on one A100-class GPU (960-epoch MLLD cells 4x
 that; CRD adds its 16384-row gathers); a teacher stage 2-6 h. Needs the TFDS `cifar100` dataset.
 
@@ -85,7 +91,7 @@ def published_top1(method: str, pair: str) -> float:
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, method="kd", pair="resnet32x4-resnet8x4", runlocal=False, seed=0,
-                           teacher_checkpoint="", mlld_variant="official")
+                           teacher_checkpoint="", teacher_pretrained="", mlld_variant="official")
     if arg.method not in METHODS:
         raise ValueError(f"Unknown method {arg.method!r}; valid methods: {', '.join(METHODS)}")
     if arg.pair not in PAIRS:
@@ -114,8 +120,13 @@ def get_config(arg=None):
 
     teacher_model = dict(name=teacher_name)
     stages = []
+    if arg.teacher_checkpoint and arg.teacher_pretrained:
+        raise ValueError("set teacher_checkpoint (a kdjax checkpoint) or teacher_pretrained (a published mdistiller "
+                         "teacher), not both")
     if arg.method != "ce":
-        if arg.teacher_checkpoint:
+        if arg.teacher_pretrained:
+            teacher = common.pretrained_teacher(teacher_name, arg.teacher_pretrained)
+        elif arg.teacher_checkpoint:
             teacher = dict(checkpoint=arg.teacher_checkpoint, model=teacher_model,
                            how_to_get="run this config without teacher_checkpoint: its teacher stage "
                                       "writes WORKDIR/teacher/checkpoints")

@@ -11,7 +11,8 @@ Recipe (paper Sec 5.1): SGD (momentum 0.9, weight decay 5e-4: kdjax's values), b
 student (the paper's; the zoo uses 0.01 for MobileNet/ShuffleNet students), 90 epochs, x0.1 at 30 and 60;
 RandomCrop (pad 4) + flip; CRD with 16384 negatives, MLLD with its RandAugment + Cutout view. The teacher runs
 frozen in eval mode: `teacher_checkpoint=DIR` loads a teacher of configs/icd/teacher.py (`loss=icd` for ours and
-ours_rkd, `loss=ce` otherwise); without it a `teacher` stage trains that teacher first.
+ours_rkd, `loss=ce` otherwise); `teacher_pretrained=DIR` distils the CIFAR-100 baselines from mdistiller's published
+CE teacher (the unpacked `cifar_teachers.tar`; kdjax/teachers.py); without either a `teacher` stage trains it first.
 Runtime (estimate, not measured here): 1-2 h per student on one A100-class GPU (CIFAR), 3-5 h (Tiny ImageNet).
 
     python -m experiments.main --config=configs/icd/student.py:dataset=cifar100,pair=resnet50-resnet34,method=ours,teacher_checkpoint=W/icd_resnet50/teacher/checkpoints --workdir=W/ours_r50_r34
@@ -33,7 +34,7 @@ def method_losses(method: str, pair: str) -> dict:
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, runlocal=False, seed=0, dataset="cifar100", pair="resnet50-resnet34", method="ours",
-                           teacher_checkpoint="", data_root=icd.TINY_IMAGENET_ROOT)
+                           teacher_checkpoint="", teacher_pretrained="", data_root=icd.TINY_IMAGENET_ROOT)
     icd.check(arg.dataset, pair=(arg.pair, icd.PAIRS), method=(arg.method, icd.METHODS))
     teacher_name, student_name = arg.pair.split("-")
     config = common.base_config(seed=arg.seed)
@@ -55,8 +56,15 @@ def get_config(arg=None):
     teacher_loss = "icd" if arg.method in ("ours", "ours_rkd") else "ce"
     teacher_model = dict(name=icd.MODELS[teacher_name])
     teacher, stages = None, []
+    if arg.teacher_pretrained and (arg.dataset != "cifar100" or teacher_loss != "ce" or arg.teacher_checkpoint):
+        raise ValueError(f"teacher_pretrained: the published mdistiller teachers are CE teachers on CIFAR-100 (for "
+                         f"the baselines' students); dataset={arg.dataset!r}, method={arg.method!r} needs "
+                         f"{'an ICD' if teacher_loss == 'icd' else 'a CE'} teacher of its own data (teacher_checkpoint "
+                         "or the teacher stage), and teacher_checkpoint cannot be combined with it")
     if arg.method != "ce":
-        if arg.teacher_checkpoint:
+        if arg.teacher_pretrained:
+            teacher = common.pretrained_teacher(icd.MODELS[teacher_name], arg.teacher_pretrained)
+        elif arg.teacher_checkpoint:
             teacher = dict(checkpoint=arg.teacher_checkpoint, model=teacher_model,
                            how_to_get=f"train it with configs/icd/teacher.py:dataset={arg.dataset},model={teacher_name},"
                                       f"loss={teacher_loss}: its teacher/checkpoints directory")

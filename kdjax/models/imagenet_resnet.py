@@ -115,14 +115,7 @@ def variables_from_torch(name: str, state_dict: dict) -> dict:
             else:
                 names = {"Conv_0": "conv1", "Conv_1": "conv2", "Conv_2": "downsample.0"}
                 bns = {"BatchNorm_0": "bn1", "BatchNorm_1": "bn2", "BatchNorm_2": "downsample.1"}
-            p, st = {}, {}
-            for flax_name, torch_name in names.items():
-                if f"{src}.{torch_name}.weight" in state_dict:
-                    p[flax_name] = tc.conv(state_dict, f"{src}.{torch_name}")
-            for flax_name, torch_name in bns.items():
-                if f"{src}.{torch_name}.weight" in state_dict:
-                    p[flax_name], st[flax_name] = tc.batch_norm(state_dict, f"{src}.{torch_name}")
-            params[dst], stats[dst] = p, st
+            params[dst], stats[dst] = tc.block(state_dict, src, names, bns)
     if "fc.weight" in state_dict:
         params["fc"] = tc.dense(state_dict, "fc")
     return {"params": params, "batch_stats": stats}

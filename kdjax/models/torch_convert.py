@@ -62,6 +62,19 @@ def batch_norm(sd: dict, name: str) -> tuple[dict, dict]:
             {"mean": sd[f"{name}.running_mean"], "var": sd[f"{name}.running_var"]})
 
 
+def block(sd: dict, prefix: str, convs: dict, bns: dict) -> tuple[dict, dict]:
+    """One residual block: {flax name: torch name} for its convolutions and BNs; layers the state dict lacks
+    (an identity shortcut) are left out."""
+    params, stats = {}, {}
+    for flax_name, torch_name in convs.items():
+        if f"{prefix}.{torch_name}.weight" in sd:
+            params[flax_name] = conv(sd, f"{prefix}.{torch_name}")
+    for flax_name, torch_name in bns.items():
+        if f"{prefix}.{torch_name}.weight" in sd:
+            params[flax_name], stats[flax_name] = batch_norm(sd, f"{prefix}.{torch_name}")
+    return params, stats
+
+
 def _check_fits(name, variables, model, image_shape):
     expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(image_shape), train=False))
     expected = {k: v for k, v in expected.items() if k in ("params", "batch_stats")}
@@ -88,7 +101,11 @@ def from_torch(name: str, state_dict, *, source: str = "torchvision", num_classe
         known = sorted(f"{s}:{n}" for s, n in CONVERTERS)
         raise ValueError(f"from_torch: no converter for model {name!r} from source {source!r}; available: {known}")
     sd = normalise_state_dict(state_dict)
-    variables = CONVERTERS[(source, name)](name, sd)
+    try:
+        variables = CONVERTERS[(source, name)](name, sd)
+    except KeyError as e:
+        raise ValueError(f"from_torch({name!r}, source={source!r}): the state dict has no tensor {e}; is it a "
+                         f"{source} {name} checkpoint? Its keys look like {sorted(sd)[:6]}") from e
     if num_classes is None:
         num_classes = int(_classifier_size(variables))
     _check_fits(name, variables, models.get_model(name, num_classes=num_classes), image_shape)

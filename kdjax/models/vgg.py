@@ -7,8 +7,10 @@ Two families share this module:
   (BN follows), a max-pool after every block, global average pool, one dense layer.
 
 Taps: `feats[i]` = output of block i after its last ReLU (before the pool that follows it), `preact_feats[i]` =
-the same tensor before that ReLU, `preact_bn[i]` = (scale, bias) of the BN before that ReLU (OFD margins), `pooled` = the global-average-pooled vector fed to the classifier,
-`pooled_feats[i]` = the output of the pool after block i (what Jacobian paper Sec 10.2 calls "after maxpool i+1").
+the same tensor before that ReLU for i >= 1 and `feats[0]` itself for block 0 (mdistiller `vgg.py` takes f0 after
+the ReLU, as the ResNets' stem entry), `preact_bn[i]` = (scale, bias) of the BN before that ReLU (OFD margins; None
+for block 0), `pooled` = the global-average-pooled vector fed to the classifier, `pooled_feats[i]` = the output of
+the pool after block i (what Jacobian paper Sec 10.2 calls "after maxpool i+1").
 """
 from typing import Sequence
 
@@ -50,10 +52,11 @@ class VGG(nn.Module):
                 x = bn(x)
                 if j < len(widths) - 1:
                     x = nn.relu(x)
-            preacts.append(x)
-            preact_bn.append(layers.bn_affine(bn))
+            preact, affine = x, layers.bn_affine(bn)
             x = nn.relu(x)
             feats.append(x)
+            preacts.append(preact if len(feats) > 1 else x)
+            preact_bn.append(affine if len(feats) > 1 else None)
             if pool == MAX or (pool == MAX_IF_64 and input_height == 64):
                 if x.shape[1] < 2 or x.shape[2] < 2:
                     raise ValueError(f"VGG: a {input_height}x{input_height} input is too small for "
@@ -76,7 +79,7 @@ class VGG(nn.Module):
 
 
 # mdistiller cfg letters: A = vgg11, B = vgg13, D = vgg16, E = vgg19, S = vgg8.
-_BENCHMARK_BLOCKS = {
+BENCHMARK_BLOCKS = {
     "vgg8": ((64,), (128,), (256,), (512,), (512,)),
     "vgg11": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
     "vgg13": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
@@ -90,12 +93,12 @@ _PAPER_004_BLOCKS = {
 
 
 def get_model(name: str, *, num_classes: int, **kw) -> VGG:
-    if name in _BENCHMARK_BLOCKS:
-        blocks = _BENCHMARK_BLOCKS[name]
+    if name in BENCHMARK_BLOCKS:
+        blocks = BENCHMARK_BLOCKS[name]
         return VGG(blocks=blocks, pools=(MAX, MAX, MAX, MAX_IF_64, NONE), num_classes=num_classes,
                    use_bias=True, classifier_std=0.01, **kw)
     blocks = _PAPER_004_BLOCKS[name]
     return VGG(blocks=blocks, pools=(MAX,) * len(blocks), num_classes=num_classes, use_bias=False, **kw)
 
 
-NAMES = tuple(_BENCHMARK_BLOCKS) + tuple(_PAPER_004_BLOCKS)
+NAMES = tuple(BENCHMARK_BLOCKS) + tuple(_PAPER_004_BLOCKS)

@@ -15,7 +15,7 @@ from kdjax.train import terms as terms_lib
 
 STAGE_KEYS = ("model", "losses", "optimizer", "schedule", "num_epochs", "num_steps", "teacher", "data", "evals",
               "init_from", "init_allow_random", "batch_size")
-TEACHER_KEYS = ("stage", "checkpoint", "model", "how_to_get")
+TEACHER_KEYS = ("stage", "checkpoint", "pretrained", "path", "sha256", "model", "how_to_get")
 CONFIG_KEYS = ("seed", "multihost", "batch_size", "eval_batch_size", "log_every_steps", "eval_every_epochs",
                "checkpoint", "stage_order", "stages", "data", "task", "evals", "best_metric", "allow_extend",
                "info")  # info: what the config reproduces (published numbers), never read by the trainer
@@ -101,17 +101,34 @@ def resolve_stage(config, name: str) -> StageSpec:
     teacher = to_dict(stage.get("teacher")) or None
     if teacher is not None:
         _check_keys(teacher, TEACHER_KEYS, f"{where}.teacher")
-        if bool(teacher.get("stage")) == bool(teacher.get("checkpoint")):
-            raise ConfigError(f"{where}.teacher: set exactly one of 'stage' (a stage of this config) or "
-                              f"'checkpoint' (a kdjax checkpoint directory, with 'model')")
+        sources = [k for k in ("stage", "checkpoint", "pretrained") if teacher.get(k)]
+        if len(sources) != 1:
+            raise ConfigError(f"{where}.teacher: set exactly one of 'stage' (a stage of this config), 'checkpoint' "
+                              f"(a kdjax checkpoint directory, with 'model') or 'pretrained' (a published teacher "
+                              f"such as 'mdistiller:resnet32x4', with 'path'); got {sources or 'none'}")
         if teacher.get("stage"):
             order = stage_order(config)
             if teacher["stage"] not in order or order.index(teacher["stage"]) >= order.index(name):
                 raise ConfigError(f"{where}.teacher.stage={teacher['stage']!r} must be a stage that runs before "
                                   f"{name!r}; stage order: {order}")
             teacher["model"] = to_dict(config.stages[teacher["stage"]].model)
+        elif teacher.get("pretrained"):
+            from kdjax import teachers
+            try:
+                entry = teachers.get(teacher["pretrained"])
+            except ValueError as e:
+                raise ConfigError(f"{where}.teacher: {e}") from e
+            if not teacher.get("path"):
+                raise ConfigError(f"{where}.teacher: pretrained={teacher['pretrained']!r} needs 'path', the "
+                                  f"checkpoint or the directory it was unpacked to; it comes from {teachers.RELEASES}")
+            if teacher.get("model") and teacher["model"] != dict(name=entry.arch):
+                raise ConfigError(f"{where}.teacher.model={teacher['model']} contradicts pretrained="
+                                  f"{teacher['pretrained']!r} (a {entry.arch}); leave 'model' out")
+            teacher["model"] = dict(name=entry.arch)
         elif not teacher.get("model"):
             raise ConfigError(f"{where}.teacher: a checkpoint teacher needs 'model' (e.g. dict(name='resnet32x4'))")
+        if (teacher.get("path") or teacher.get("sha256")) and not teacher.get("pretrained"):
+            raise ConfigError(f"{where}.teacher: 'path' and 'sha256' belong to a 'pretrained' teacher")
     needs = [wt.name for wt in weighted if wt.term.needs_teacher]
     if needs and teacher is None:
         raise ConfigError(f"{where}.losses: term(s) {needs} need a teacher, but the stage has no 'teacher'")

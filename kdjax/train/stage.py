@@ -27,7 +27,7 @@ from clu import periodic_actions
 
 from kdjax import data as data_lib
 from kdjax import evaluators as evaluators_lib
-from kdjax import models, ops, parallel, provenance
+from kdjax import models, ops, parallel, provenance, teachers
 from kdjax.train import checkpoint as ckpt_lib
 from kdjax.train import logging as log_lib
 from kdjax.train import optim, preemption, recipe
@@ -68,7 +68,7 @@ def identity(config, stage_spec: recipe.StageSpec, total_steps: int) -> dict:
     """Everything that determines a stage's trajectory; a resumed run must match it."""
     teacher = None
     if stage_spec.teacher:
-        teacher = {k: stage_spec.teacher.get(k) for k in ("stage", "checkpoint", "model")}
+        teacher = {k: stage_spec.teacher.get(k) for k in ("stage", "checkpoint", "pretrained", "model")}
     record = {"model": stage_spec.model, "losses": stage_spec.losses, "data": stage_spec.data, "batch_size": stage_spec.batch_size,
               "seed": int(config.seed), "optimizer": stage_spec.optimizer, "schedule": stage_spec.schedule, "teacher": teacher,
               "init_from": stage_spec.init_from, "init_allow_random": list(stage_spec.init_allow_random),
@@ -177,6 +177,8 @@ class Stage:
         if self.spec.init_from and not _has_checkpoint(self.spec.init_from):
             raise recipe.ConfigError(f"stages.{self.spec.name}.init_from={self.spec.init_from!r}: no kdjax checkpoint "
                                      "there (the `checkpoints` directory of a kdjax stage)")
+        if self.spec.teacher and self.spec.teacher.get("pretrained"):
+            teachers.resolve_path(self.spec.teacher["pretrained"], self.spec.teacher["path"])
         if self.spec.teacher and self.spec.teacher.get("checkpoint"):
             directory = self.spec.teacher["checkpoint"]
             if not _has_checkpoint(directory):
@@ -201,37 +203,61 @@ class Stage:
             return os.path.join(self.workdir, self.spec.teacher["stage"], "checkpoints")
         return self.spec.teacher["checkpoint"]
 
-    def load_teacher(self):
-        """Loads the frozen teacher (params + BN statistics only), measures it, records both in teacher.json."""
-        self.teacher_vars, self.teacher_record = {}, None
-        if self.teacher_model is None:
-            return
+    def _teacher_variables(self):
+        """(variables, record) of the configured teacher: a published checkpoint or a kdjax checkpoint."""
+        teacher = self.spec.teacher
+        if teacher.get("pretrained"):
+            variables, record = teachers.load(teacher["pretrained"], teacher["path"],
+                                              num_classes=self.teacher_model.num_classes,
+                                              expected_sha256=teacher.get("sha256"))
+            return variables, dict(record, checkpoint=record["file"], step=None)
         directory = self.teacher_directory()
         if not _has_checkpoint(directory):
-            hint = (f"run `--stage={self.spec.teacher['stage']}` first" if self.spec.teacher.get("stage")
-                    else self.spec.teacher.get("how_to_get") or "pass the `checkpoints` directory of a kdjax teacher stage")
+            hint = (f"run `--stage={teacher['stage']}` first" if teacher.get("stage")
+                    else teacher.get("how_to_get") or "pass the `checkpoints` directory of a kdjax teacher stage")
             raise FileNotFoundError(f"stage {self.spec.name!r}: no teacher checkpoint in {directory}; {hint}")
         checkpointer = ckpt_lib.Checkpointer(directory)
         tree, _, step = checkpointer.restore_raw()
         checkpointer.close()
         variables = {"params": tree["params"]["model"], "batch_stats": tree["batch_stats"]}
+        return variables, {"checkpoint": os.path.abspath(directory), "step": int(step)}
+
+    def load_teacher(self):
+        """Loads the frozen teacher (params + BN statistics only), measures it once (teacher.json keeps the result
+        for relaunches with the same weights), and checks a published teacher against its published top-1."""
+        self.teacher_vars, self.teacher_record = {}, None
+        if self.teacher_model is None:
+            return
+        variables, record = self._teacher_variables()
         expected = self._abstract_teacher_vars()
         shapes = lambda t: jax.tree.map(np.shape, t)  # noqa: E731
         if jax.tree.structure(expected) != jax.tree.structure(variables) or shapes(expected) != shapes(variables):
-            raise RuntimeError(f"stage {self.spec.name!r}: the teacher checkpoint in {directory} does not fit "
-                               f"teacher model {self.spec.teacher['model']}")
+            raise RuntimeError(f"stage {self.spec.name!r}: the teacher checkpoint in {record['checkpoint']} does not "
+                               f"fit teacher model {self.spec.teacher['model']}")
         self.teacher_vars = jax.device_put(variables, parallel.replicated(self.mesh))
-        self.teacher_record = {"checkpoint": os.path.abspath(directory), "step": int(step),
-                               "model": self.spec.teacher["model"], "fingerprint": ckpt_lib.fingerprint(variables),
-                               "eval": None}
+        self.teacher_record = dict(record, model=self.spec.teacher["model"],
+                                   fingerprint=ckpt_lib.fingerprint(variables), eval=None)
+        path = os.path.join(self.dir, "teacher.json")
+        earlier = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else {}
+        if earlier.get("fingerprint") == self.teacher_record["fingerprint"] and earlier.get("eval") is not None:
+            self.teacher_record["eval"] = earlier["eval"]
         # a teacher of other classes (ImageNet weights for transfer) has no metrics on this data
-        if self.teacher_model.num_classes == self.data.num_classes:
+        elif self.teacher_model.num_classes == self.data.num_classes:
             self.teacher_record["eval"] = {f"{name}/{k}": v for name, ev in self._evaluators().items()
                                            for k, v in ev.run(self.teacher_model.apply, self.teacher_vars).items()}
-        write_json(os.path.join(self.dir, "teacher.json"), self.teacher_record)
-        self._print(f"teacher {self.teacher_record['model']['name']} from {directory} (step {step}): "
+        warning = None
+        if record.get("pretrained") and self.teacher_record["eval"]:
+            top1 = self.teacher_record["eval"].get(self.spec.task.headline)
+            self.teacher_record["measured_top1"] = None if top1 is None else 100.0 * top1
+            warning = None if top1 is None else teachers.accuracy_warning(record["pretrained"], 100.0 * top1)
+            self.teacher_record["accuracy_warning"] = warning
+        write_json(path, self.teacher_record)
+        source = record.get("pretrained") or f"{record['checkpoint']} (step {record['step']})"
+        self._print(f"teacher {self.teacher_record['model']['name']} from {source}: "
                     + (", ".join(f"{k} {v:.4f}" for k, v in self.teacher_record["eval"].items())
                        if self.teacher_record["eval"] else "other classes"))
+        if warning:
+            self._print("\n" + "!" * 100 + f"\n{warning}\n" + "!" * 100)
 
     # ---- state ------------------------------------------------------------------------------------------------------
     def _evaluators(self):
