@@ -2,7 +2,11 @@
 PyTorch: the cross-check of kdjax's trainer (input pipeline, optimiser, schedule, BN statistics) against an
 independent eager implementation of the same recipe and budget. Data order and subset draws are this script's own.
 
-    python -m benchmarks.kd_end_to_end_torch --workdir=/tmp/kd_torch [--seeds=0,1,2] [--threads=2]
+    python -m benchmarks.kd_end_to_end_torch --workdir=/tmp/kd_torch [--seeds=0,1,2] [--threads=2] [--kdjax_teacher=DIR]
+
+`--kdjax_teacher=DIR` (the `teacher/checkpoints` directory of `experiments.baselines_offline`) adds KD students that
+distil from kdjax's own teacher, copied into the PyTorch model, so the KD comparison does not hinge on two teachers
+trained separately (`kd_kdjax_teacher_seedN`).
 
 Recipe, restated from the config (not read from it): images 28 -> 16 (bilinear, antialiased), train view pad-2 crop
 + flip, normalisation (0.2860, 0.3530); teacher resnet32x4 at width 0.25 (widths 8-16-32-64, 5 blocks per stage) on
@@ -75,6 +79,52 @@ def model(blocks_per_stage: int) -> torch.nn.Module:
     return net
 
 
+EXPORT = """
+import sys, numpy as np, jax
+from kdjax.train import checkpoint as ckpt_lib
+c = ckpt_lib.Checkpointer(sys.argv[1]); tree, _, _ = c.restore_raw(); c.close()
+flat = {}
+for prefix, t in (("params", tree["params"]["model"]), ("batch_stats", tree["batch_stats"])):
+    for path, x in jax.tree_util.tree_leaves_with_path(t):
+        flat[prefix + "/" + "/".join(p.key for p in path)] = np.asarray(x)
+np.savez(sys.argv[2], **flat)
+"""
+
+
+def kdjax_teacher(directory: str, workdir: str) -> torch.nn.Module:
+    """kdjax's CIFAR ResNet variables -> the twin's state dict (flax creation-order names, see
+    kdjax/models/mdistiller.py); the checkpoint is read in a subprocess (no TensorFlow next to torch here)."""
+    import subprocess
+    import sys
+    out = os.path.join(workdir, "kdjax_teacher.npz")
+    subprocess.run([sys.executable, "-c", EXPORT, directory, out], check=True, cwd=os.getcwd())
+    v = np.load(out)
+    sd = {}
+
+    def conv(dst, src):
+        sd[f"{dst}.weight"] = v[f"params/{src}/kernel"].transpose(3, 2, 0, 1)
+
+    def bn(dst, src):
+        sd.update({f"{dst}.weight": v[f"params/{src}/scale"], f"{dst}.bias": v[f"params/{src}/bias"],
+                   f"{dst}.running_mean": v[f"batch_stats/{src}/mean"], f"{dst}.running_var": v[f"batch_stats/{src}/var"]})
+    conv("stem.0", "Conv_0")
+    bn("stem.1", "BatchNorm_0")
+    for i, (s, b) in enumerate((s, b) for s in (1, 2, 3) for b in range(5)):
+        block = f"stage{s}_block{b}"
+        conv(f"blocks.{i}.conv1", f"{block}/Conv_0")
+        bn(f"blocks.{i}.bn1", f"{block}/BatchNorm_0")
+        conv(f"blocks.{i}.conv2", f"{block}/Conv_1")
+        bn(f"blocks.{i}.bn2", f"{block}/BatchNorm_1")
+        if f"params/{block}/Conv_2/kernel" in v:
+            conv(f"blocks.{i}.shortcut.0", f"{block}/Conv_2")
+            bn(f"blocks.{i}.shortcut.1", f"{block}/BatchNorm_2")
+    sd["fc.weight"], sd["fc.bias"] = v["params/Dense_0/kernel"].T, v["params/Dense_0/bias"]
+    net = model(5)
+    missing = net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(x)) for k, x in sd.items()}, strict=False)
+    assert not missing.unexpected_keys and all(k.endswith("num_batches_tracked") for k in missing.missing_keys), missing
+    return net.eval()
+
+
 def train(net, images, labels, *, steps, seed, milestones=(), teacher=None):
     """Shuffled epochs (drop last), SGD with coupled decay, LR x0.1 from each milestone step on."""
     rng = np.random.default_rng(seed)
@@ -126,6 +176,7 @@ def main(argv=None):
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kdjax_teacher", default="", help="kdjax teacher checkpoints directory (optional)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.workdir, exist_ok=True)
@@ -149,23 +200,27 @@ def main(argv=None):
     teacher.eval()
     print(f"teacher: {100 * results['teacher']['top1']:.2f}", flush=True)
 
+    teachers = {"kd": teacher}
+    if args.kdjax_teacher:
+        teachers["kd_kdjax_teacher"] = kdjax_teacher(args.kdjax_teacher, args.workdir)
+        results["kdjax_teacher"] = {"top1": accuracy(teachers["kd_kdjax_teacher"], test_x, test_y)}
+        print(f"kdjax teacher in PyTorch: {100 * results['kdjax_teacher']['top1']:.2f}", flush=True)
     per_epoch = PER_CLASS * 10 // BATCH
     for seed in [int(s) for s in args.seeds.split(",")]:
         subset = few_shot(train_y, seed)
-        for method in ("ce", "kd"):
+        for method in ("ce",) + tuple(teachers):
             key = f"{method}_seed{seed}"
             if key in results:
                 continue
             torch.manual_seed(seed)
             start = time.time()
             student = train(model(1), train_x[subset], train_y[subset], steps=STUDENT_STEPS, seed=seed,
-                            milestones=[m * per_epoch for m in MILESTONES_EPOCHS],
-                            teacher=teacher if method == "kd" else None)
+                            milestones=[m * per_epoch for m in MILESTONES_EPOCHS], teacher=teachers.get(method))
             results[key] = {"top1": accuracy(student, test_x, test_y), "seconds": time.time() - start}
             json.dump(results, open(path, "w"), indent=1)
             print(f"{key}: {100 * results[key]['top1']:.2f} ({results[key]['seconds']:.0f} s)", flush=True)
-    for method in ("ce", "kd"):
-        values = 100 * np.array([v["top1"] for k, v in results.items() if k.startswith(method + "_")])
+    for method in ("ce",) + tuple(teachers):
+        values = 100 * np.array([v["top1"] for k, v in results.items() if k.startswith(method + "_seed")])
         print(f"{method}: {values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f} "
               f"(n={len(values)})")
 
