@@ -203,7 +203,7 @@ def test_resnet50_conversion_maps_every_tensor_and_refuses_another_architecture(
     full = jax.eval_shape(lambda: embedder.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
     assert set(full["params"]) - set(headless["params"]) == {"embedding_head"}  # init_from fills the backbone
     del sd["module.layer4.2.bn3.running_var"]
-    with pytest.raises(KeyError, match="layer4.2.bn3.running_var"):
+    with pytest.raises(ValueError, match="has no tensor .layer4.2.bn3.running_var.; is it a torchvision resnet50"):
         models.from_torch("resnet50", sd)
     with pytest.raises(ValueError, match="no converter for model 'vgg13' from source 'torchvision'"):
         models.from_torch("vgg13", sd)
