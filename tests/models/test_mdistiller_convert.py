@@ -177,17 +177,18 @@ def _torch_models():
                     cin = w
                 setattr(self, f"layer{s + 1}", nn.ModuleList(blocks))
             self.fc = nn.Linear(cin, classes)
+            self.stages, self.head = 3, "fc"
 
-        def forward(self, x):
+        def forward(self, x):  # ResNet50 too (4 stages, head `linear`)
             x = F.relu(self.bn1(self.conv1(x)))
             feats, pres = [x], [x]
-            for s in range(3):
+            for s in range(self.stages):
                 for block in getattr(self, f"layer{s + 1}"):
                     x, pre = block(x)
                 feats.append(x)
                 pres.append(pre)
             pooled = x.mean((2, 3))
-            return self.fc(pooled), feats, pres, pooled
+            return getattr(self, self.head)(pooled), feats, pres, pooled
 
     class WideBlock(nn.Module):
         def __init__(self, cin, w, stride):
@@ -267,9 +268,9 @@ def _torch_models():
             pre = self.bn3(self.conv3(out)) + self.shortcut(x)
             return F.relu(pre), pre
 
-    class ResNet50(nn.Module):
+    class ResNet50(ResNet):
         def __init__(self, classes):
-            super().__init__()
+            nn.Module.__init__(self)
             self.conv1, self.bn1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64)
             cin = 64
             for s, (planes, n, stride) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), (1, 2, 2, 2))):
@@ -279,17 +280,7 @@ def _torch_models():
                     cin = 4 * planes
                 setattr(self, f"layer{s + 1}", nn.ModuleList(blocks))
             self.linear = nn.Linear(cin, classes)
-
-        def forward(self, x):
-            x = F.relu(self.bn1(self.conv1(x)))
-            feats, pres = [x], [x]
-            for s in range(4):
-                for block in getattr(self, f"layer{s + 1}"):
-                    x, pre = block(x)
-                feats.append(x)
-                pres.append(pre)
-            pooled = x.mean((2, 3))
-            return self.linear(pooled), feats, pres, pooled
+            self.stages, self.head = 4, "linear"
 
     def build(arch, classes=100):
         if arch in RESNETS:
