@@ -9,6 +9,7 @@ Dataset names:
 - `digits`: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), a fixed stratified split of 1,437 train /
   360 test images (random_state 0), pixel values 0..16 scaled to 0..255;
 - `fashion_mnist`: the IDX files of Debian's `dataset-fashion-mnist` package (60,000 / 10,000 28x28 images);
+- `fashion_mnist_mosaic`: multi-label 2x2 mosaics of those images (24,000 / 4,000, 10 labels; `kdjax.data.mosaic`);
 - any TFDS name (`cifar100`, `caltech_birds2011`, `tfds:fashion_mnist` to force TFDS for a name used above):
   random access through `tfds.data_source` when the dataset was prepared as ArrayRecord; a split prepared as
   TFRecord (TFDS's default) is read once into memory as encoded bytes (its file size in RAM);
@@ -27,12 +28,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from kdjax.data import mosaic
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-OFFLINE_NAMES = ("digits", "fashion_mnist")
+OFFLINE_NAMES = ("digits", "fashion_mnist", "fashion_mnist_mosaic")
 TFDS_PREFIX = "tfds:"
 FOLDER_PREFIX = "folder:"
 TINY_IMAGENET_PREFIX = "tiny_imagenet:"
@@ -149,6 +152,19 @@ def _fashion_mnist(directory: str = FASHION_MNIST_DIR) -> dict:
                 f"data.name='{TFDS_PREFIX}fashion_mnist' to download the dataset through TFDS.")
         splits[split] = _array_split("fashion_mnist", split, _read_idx(paths[0])[..., None], _read_idx(paths[1]), 10)
     return splits
+
+
+@functools.cache
+def _fashion_mnist_mosaic() -> dict:
+    splits = {}
+    for split, single in _fashion_mnist().items():
+        images, labels = mosaic.build(single.images, single.labels, mosaic.SIZES[split], mosaic.SEEDS[split])
+        splits[split] = Split(f"fashion_mnist_mosaic:{split}", labels, len(mosaic.NAMES), mosaic.NAMES,
+                              images=images, channels=1)
+    return splits
+
+
+_OFFLINE = {"digits": _digits, "fashion_mnist": _fashion_mnist, "fashion_mnist_mosaic": _fashion_mnist_mosaic}
 
 
 # ---- TFDS -----------------------------------------------------------------------------------------------------------
@@ -290,7 +306,7 @@ def _open(name: str, split: str, data_dir) -> Split:
     if name.startswith(TINY_IMAGENET_PREFIX):
         return _tiny_imagenet_split(os.path.expanduser(name.removeprefix(TINY_IMAGENET_PREFIX)), split)
     if name in OFFLINE_NAMES:
-        splits = _digits() if name == "digits" else _fashion_mnist()
+        splits = _OFFLINE[name]()
         if split not in splits:
             raise ValueError(f"Dataset {name!r} has no split {split!r}; valid splits: {sorted(splits)} "
                              "(optionally sliced as 'name[:N]')")

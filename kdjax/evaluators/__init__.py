@@ -3,9 +3,11 @@
 `EVALUATORS`; the trainer does not change."""
 from kdjax.evaluators.base import Evaluator, collect_outputs
 from kdjax.evaluators.classification import Classification
+from kdjax.evaluators.multilabel import MultiLabel, TeacherStats
 from kdjax.evaluators.retrieval import EmbeddingSpace, Retrieval
 
-EVALUATORS = {"classification": Classification, "retrieval": Retrieval, "embedding_space": EmbeddingSpace}
+EVALUATORS = {"classification": Classification, "retrieval": Retrieval, "embedding_space": EmbeddingSpace,
+              "multilabel": MultiLabel, "teacher_stats": TeacherStats}
 ENTRY_KEYS = ("type", "every_epochs", "split")  # split: 'eval' (default) or 'train' (with the evaluation view)
 
 

@@ -10,6 +10,7 @@ from kdjax.losses.jacobian import (attention_jacobian_matching, attention_map, i
                                    jacobian_matching_jvp, jacobian_norm_penalty)
 from kdjax.losses.logits import cross_entropy, dkd, kd, logit_mse, mlld
 from kdjax.losses.metric import margin, multi_similarity, multi_similarity_masks, proxy_anchor
+from kdjax.losses.multilabel import focal_bce
 from kdjax.losses.mining import (distance_log_weights, distance_weighted_triplets, distance_weights,
                                  rho_distance_triplets)
 from kdjax.losses.relational import pkt, rkd
@@ -21,6 +22,6 @@ __all__ = [
     "icd_margin", "dkd", "fitnet", "input_gradients", "jacobian_matching",
     "jacobian_matching_jvp", "jacobian_norm_penalty", "kd", "logit_mse", "mlld", "ofd", "ofd_margins", "pkt",
     "review_hcl", "rkd", "vid", "margin", "multi_similarity", "multi_similarity_masks", "proxy_anchor",
-    "distance_log_weights", "distance_weighted_triplets", "distance_weights", "rho_distance_triplets",
+    "distance_log_weights", "focal_bce", "distance_weighted_triplets", "distance_weights", "rho_distance_triplets",
     "similarity_kl", "l2_normalize",
 ]

@@ -1,7 +1,10 @@
-"""Evaluation metrics beyond top-1: retrieval (Recall@K, MAP@R, Roth's mAP) and embedding-space geometry (NMI,
-pi_ratio, spectral decay). Neighbour search is exact and chunked; no N x N matrix is formed."""
+"""Evaluation metrics beyond top-1: retrieval (Recall@K, MAP@R, Roth's mAP), embedding-space geometry (NMI,
+pi_ratio, spectral decay) and multi-label classification (mAP, OF1, CF1). Neighbour search is exact and chunked; no
+N x N matrix is formed."""
 from kdjax.metrics.embedding_space import embedding_density, kmeans_assignments, nmi, spectral_decay
+from kdjax.metrics.multilabel import average_precision, label_statistics, multilabel_scores
 from kdjax.metrics.retrieval import map_at_r, nearest_neighbors, recall_at_k, retrieval_metrics, roth_map
 
-__all__ = ["embedding_density", "kmeans_assignments", "map_at_r", "nearest_neighbors", "nmi", "recall_at_k",
-           "retrieval_metrics", "roth_map", "spectral_decay"]
+__all__ = ["average_precision", "embedding_density", "kmeans_assignments", "label_statistics", "map_at_r",
+           "multilabel_scores", "nearest_neighbors", "nmi", "recall_at_k", "retrieval_metrics", "roth_map",
+           "spectral_decay"]

@@ -75,13 +75,13 @@ class ImageNetResNet(nn.Module):
             feats.append(x)
             preacts.append(preact)
             preact_bn.append(affine)
-        pooled = layers.global_avg_pool(x)
+        feature_map, pooled = x, layers.global_avg_pool(x)
         logits = pooled
         if self.num_classes:
             logits = nn.Dense(self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype,
                               name="fc")(pooled)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn,
-                                            "pooled": pooled}
+                                            "pooled": pooled, "feature_map": feature_map}
 
 
 def get_model(name: str, *, num_classes: int, **kw) -> ImageNetResNet:

@@ -59,9 +59,9 @@ class MobileNetV2(nn.Module):
                 feats.append(x)
         last = 1280 if self.width_mult <= 1.0 else int(1280 * self.width_mult)
         x = nn.relu(bn(layers.conv(layers.scaled(last, self.width), 1, dtype=self.dtype)(x)))
-        pooled = layers.global_avg_pool(x)
+        feature_map, pooled = x, layers.global_avg_pool(x)
         logits = layers.classifier(pooled, self.num_classes, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype)
-        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": feats, "pooled": pooled}
+        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": feats, "pooled": pooled, "feature_map": feature_map}
 
 
 def get_model(name: str, *, num_classes: int, **kw) -> MobileNetV2:

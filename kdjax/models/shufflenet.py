@@ -64,9 +64,9 @@ class ShuffleNetV1(nn.Module):
                                            name=f"stage{stage + 1}_block{i}")(x, train=train_bn)
             feats.append(x)
             preacts.append(preact)
-        pooled = layers.global_avg_pool(x)
+        feature_map, pooled = x, layers.global_avg_pool(x)
         logits = layers.classifier(pooled, self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)
-        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled}
+        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled, "feature_map": feature_map}
 
 
 class ShuffleV2Block(nn.Module):
@@ -123,9 +123,9 @@ class ShuffleNetV2(nn.Module):
             preacts.append(preact)
         x = _conv(even(self.out_channels[3]), 1, dtype=self.dtype)(x)
         x = nn.relu(layers.batch_norm(train_bn, dtype=self.dtype)(x))
-        pooled = layers.global_avg_pool(x)
+        feature_map, pooled = x, layers.global_avg_pool(x)
         logits = layers.classifier(pooled, self.num_classes, kernel_init=layers.torch_linear_kernel, dtype=self.dtype)
-        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled}
+        return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "pooled": pooled, "feature_map": feature_map}
 
 
 def get_model(name: str, *, num_classes: int, **kw) -> nn.Module:

@@ -65,13 +65,13 @@ class VGG(nn.Module):
             elif pool not in (NONE, MAX_IF_64):
                 raise ValueError(f"VGG: unknown pool {pool!r}; valid: {MAX!r}, {NONE!r}, {MAX_IF_64!r}")
             pooled_feats.append(x)
-        pooled = layers.global_avg_pool(x)
+        feature_map, pooled = x, layers.global_avg_pool(x)
         kernel_init = (layers.torch_linear_kernel if self.classifier_std is None
                        else nn.initializers.normal(self.classifier_std))
         dropped = nn.Dropout(self.dropout, deterministic=not train)(pooled) if self.dropout else pooled
         logits = layers.classifier(dropped, self.num_classes, kernel_init=kernel_init, dtype=self.dtype)
         taps = {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn, "pooled_feats": pooled_feats,
-                "pooled": pooled}
+                "pooled": pooled, "feature_map": feature_map}
         if self.aux_classes:
             taps["aux_logits"] = nn.Dense(self.aux_classes, kernel_init=kernel_init, dtype=self.dtype,
                                           name="aux_head")(pooled).astype(jnp.float32)

@@ -65,11 +65,12 @@ class WideResNet(nn.Module):
         pre = final_bn(x)
         preacts.append(pre)
         preact_bn.append(layers.bn_affine(final_bn))
-        pooled = layers.global_avg_pool(nn.relu(pre))
+        feature_map = nn.relu(pre)
+        pooled = layers.global_avg_pool(feature_map)
         logits = layers.classifier(pooled, self.num_classes, kernel_init=layers.torch_linear_kernel, bias_init=nn.initializers.zeros,
                           dtype=self.dtype)
         return logits.astype(jnp.float32), {"feats": feats, "preact_feats": preacts, "preact_bn": preact_bn,
-                                            "pooled": pooled}
+                                            "pooled": pooled, "feature_map": feature_map}
 
 
 _CONFIGS = {"wrn_16_1": (16, 1), "wrn_16_2": (16, 2), "wrn_40_1": (40, 1), "wrn_40_2": (40, 2)}

@@ -46,9 +46,45 @@ def _cosine(*, base_lr, warmup_epochs=0.0, end_lr=0.0, steps_per_epoch, total_st
                                               max(total_steps, warmup + 1), end_value=float(end_lr))
 
 
-def _onecycle(*, base_lr, pct_start=0.3, div_factor=25.0, final_div_factor=1e4, steps_per_epoch, total_steps):
-    return optax.cosine_onecycle_schedule(total_steps, base_lr, pct_start=pct_start, div_factor=div_factor,
-                                          final_div_factor=final_div_factor)
+def _onecycle(*, base_lr, pct_start=0.3, div_factor=25.0, final_div_factor=1e4, cycle_epochs=None, momentum=None,
+              steps_per_epoch, total_steps):
+    """torch `OneCycleLR` (two phases, cosine annealing), stepped every iteration: the LR rises from
+    base_lr / div_factor to base_lr over the first pct_start of the cycle, then falls to that start / final_div_factor.
+    `cycle_epochs`: the cycle's length, if not the stage's (L2D's teachers build an 80-epoch cycle and stop after 30,
+    their `stop_epoch`). `momentum=(max, base)` also cycles Adam's beta1 max -> base -> max (`cycle_momentum`;
+    see `momentum_schedule`)."""
+    del momentum
+    cycle = int(round(cycle_epochs * steps_per_epoch)) if cycle_epochs else total_steps
+    start = base_lr / div_factor
+    return onecycle_curve(cycle, pct_start, start, base_lr, start / final_div_factor)
+
+
+def onecycle_curve(cycle_steps: int, pct_start: float, start: float, peak: float, end: float) -> optax.Schedule:
+    """torch OneCycleLR's `_anneal_func` for cosine: phase 1 ends at step pct_start * cycle_steps - 1 (float, as
+    torch), phase 2 at cycle_steps - 1; value(step) = b + (a - b) / 2 * (cos(pi * pct) + 1) within a phase from a
+    to b, pct the fraction of the phase elapsed."""
+    warm_end = float(pct_start * cycle_steps) - 1.0
+    last = float(cycle_steps - 1)
+
+    def anneal(a, b, pct):  # (cos(pi p) + 1) / 2 written as cos(pi p / 2)^2: no cancellation in float32 near p = 1
+        return b + (a - b) * jnp.square(jnp.cos(0.5 * jnp.pi * pct))
+
+    def value(step):
+        step = jnp.asarray(step, jnp.float32)
+        rising = anneal(start, peak, step / max(warm_end, 1e-12))
+        falling = anneal(peak, end, (step - warm_end) / max(last - warm_end, 1e-12))
+        return jnp.where(step <= warm_end, rising, falling)
+    return value
+
+
+def momentum_schedule(cfg: dict, *, steps_per_epoch: int, total_steps: int) -> optax.Schedule | None:
+    """Adam's beta1 under `onecycle` with `momentum=(max, base)`: max -> base while the LR rises, base -> max while
+    it falls (torch `cycle_momentum`); None for every other schedule."""
+    if cfg.get("name") != "onecycle" or cfg.get("momentum") is None:
+        return None
+    high, low = (float(m) for m in cfg["momentum"])
+    cycle = int(round(cfg["cycle_epochs"] * steps_per_epoch)) if cfg.get("cycle_epochs") else total_steps
+    return onecycle_curve(cycle, float(cfg.get("pct_start", 0.3)), high, low, high)
 
 
 SCHEDULES = {"constant": _constant, "multistep": _multistep, "cosine": _cosine, "onecycle": _onecycle}
@@ -59,6 +95,9 @@ def _sgd(lr, *, momentum=0.9, nesterov=False):
 
 
 def _adam(lr, *, b1=0.9, b2=0.999, eps=1e-8):
+    if callable(b1):  # cycled beta1: torch's bias correction 1 - beta1_t^t uses the current beta1, as optax's
+        return optax.chain(optax.inject_hyperparams(optax.scale_by_adam)(b1=b1, b2=b2, eps=eps),
+                           optax.scale_by_learning_rate(lr))
     return optax.adam(lr, b1=b1, b2=b2, eps=eps)
 
 
@@ -99,6 +138,12 @@ def check(optimizer: dict, schedule: dict) -> None:
                and p.name not in schedule]
     if missing:
         raise ValueError(f"schedule ({kind}): missing key(s) {missing}")
+    if schedule.get("momentum") is not None:
+        if name != "adam":
+            raise ValueError(f"schedule.momentum cycles Adam's beta1 (L2D's recipe); optimizer {name!r} is not "
+                             "'adam': remove schedule.momentum or use optimizer.name='adam'")
+        if len(tuple(schedule["momentum"])) != 2:
+            raise ValueError(f"schedule.momentum={schedule['momentum']!r}; expected (max, base), e.g. (0.95, 0.85)")
 
 
 def make_schedule(cfg: dict, *, steps_per_epoch: int, total_steps: int, base_lr=None) -> optax.Schedule:
@@ -116,8 +161,10 @@ def _decay_mask(params):
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def _one(name, kind_options, schedule, weight_decay, exclude_1d):
+def _one(name, kind_options, schedule, weight_decay, exclude_1d, momentum=None):
     mask = _decay_mask if exclude_1d else None
+    if momentum is not None:
+        kind_options = dict(kind_options, b1=momentum)
     if name == "adamw":
         return optax.adamw(schedule, weight_decay=weight_decay, mask=mask, **kind_options)
     base = OPTIMIZERS[name](schedule, **kind_options)
@@ -174,8 +221,9 @@ def make_optimizer(cfg: dict, schedule_cfg: dict, *, steps_per_epoch: int,
     exclude_1d = bool(cfg.pop("exclude_1d_from_decay", False))
     groups = {g: dict(o) for g, o in dict(cfg.pop("groups", None) or {}).items()}
     base = make_schedule(schedule_cfg, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    momentum = momentum_schedule(schedule_cfg, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     schedules = {DEFAULT_GROUP: base}
-    transforms = {DEFAULT_GROUP: _one(name, cfg, base, weight_decay, exclude_1d)}
+    transforms = {DEFAULT_GROUP: _one(name, cfg, base, weight_decay, exclude_1d, momentum)}
     for group, options in groups.items():
         if "base_lr" in options:
             schedule = make_schedule(schedule_cfg, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
@@ -185,9 +233,9 @@ def make_optimizer(cfg: dict, schedule_cfg: dict, *, steps_per_epoch: int,
             schedule = (lambda s, mult=mult: mult * base(s))
         frozen = int(round(float(options.get("frozen_epochs", 0)) * steps_per_epoch))
         # a frozen group's own step counter starts late: shift it so its LR is the global step's
-        inner_schedule = (lambda s, f=schedule, k=frozen: f(s + k)) if frozen else schedule
-        transform = _one(name, cfg, inner_schedule, float(options.get("weight_decay", weight_decay)),
-                         bool(options.get("exclude_1d_from_decay", exclude_1d)))
+        shifted = lambda f, k=frozen: (lambda s: f(s + k)) if k and f is not None else f  # noqa: E731
+        transform = _one(name, cfg, shifted(schedule), float(options.get("weight_decay", weight_decay)),
+                         bool(options.get("exclude_1d_from_decay", exclude_1d)), shifted(momentum))
         if frozen:
             transform = _frozen_for(transform, frozen)
             schedule = (lambda s, f=schedule, k=frozen: jnp.where(s < k, 0.0, f(s)))

@@ -32,10 +32,12 @@ METRIC_TERM_OPTIONS = {"margin": dict(weight=1.0), "rmargin": dict(weight=1.0, p
                        "multisimilarity": dict(weight=1.0), "proxyanchor": dict(weight=1.0),
                        "s2sd": dict(weight=1.0, base="margin", target_dims=(4, 8), pool_aggr=True,
                                     feat_distill=True, feat_delay=0)}
+# Terms on a multi-label classifier's batch (multi-hot labels: none, all, and a random half positive).
+MULTILABEL_TERM_OPTIONS = {"focal": dict(weight=1.0)}
 TEST_ONLY = {"nan_from_step_3", "nan_gradient_from_step_3"}  # registered by tests/train/test_loop.py
 
 
-def _batches():
+def _batches(multi_hot=False):
     rng = np.random.default_rng(0)
     image = rng.normal(size=(SIZE, SIZE, 3)).astype(np.float32)
     index = np.arange(B, dtype=np.int32)
@@ -45,6 +47,11 @@ def _batches():
     identical = np.broadcast_to(image, (B, SIZE, SIZE, 3)).copy()
     varied = rng.normal(size=(B, SIZE, SIZE, 3)).astype(np.float32)
     views = lambda x: dict(image=x, image_strong=x, image_view2=x)  # noqa: E731
+    if multi_hot:
+        half = (rng.random((B, CLASSES)) < 0.5).astype(np.float32)
+        return {"zeros_no_label": dict(base, **views(zeros), label=np.zeros((B, CLASSES), np.float32)),
+                "identical_every_label": dict(base, **views(identical), label=np.ones((B, CLASSES), np.float32)),
+                "varied": dict(base, **views(varied), label=half)}
     return {
         "zeros": dict(base, **views(zeros)),
         "identical_rows": dict(base, **views(identical)),
@@ -53,7 +60,7 @@ def _batches():
 
 
 def test_every_registered_term_is_swept():
-    assert set(terms.REGISTRY) - TEST_ONLY == set(TERM_OPTIONS) | set(METRIC_TERM_OPTIONS)
+    assert set(terms.REGISTRY) - TEST_ONLY == set(TERM_OPTIONS) | set(METRIC_TERM_OPTIONS) | set(MULTILABEL_TERM_OPTIONS)
 
 
 def _sweep(options, student, teacher, task):
@@ -61,9 +68,10 @@ def _sweep(options, student, teacher, task):
     weighted = terms.build_terms(options)
     networks = step_lib.Networks(student, teacher)
     tx = optax.sgd(0.1, momentum=0.9)
-    batches = {k: parallel.global_batch(v, mesh) for k, v in _batches().items()}
-    teacher_vars = teacher.init(jax.random.key(0), batches["zeros"]["image"], train=False) if teacher else {}
-    state = jax.jit(lambda r: step_lib.init_state(networks, weighted, tx, r, batches["zeros"], teacher_vars,
+    batches = {k: parallel.global_batch(v, mesh) for k, v in _batches(task == "multilabel").items()}
+    first = next(iter(batches.values()))
+    teacher_vars = teacher.init(jax.random.key(0), first["image"], train=False) if teacher else {}
+    state = jax.jit(lambda r: step_lib.init_state(networks, weighted, tx, r, first, teacher_vars,
                                                   DATASET, CLASSES))(jax.random.key(1))
     train = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
                                     task=tasks.get_task(task), schedules={"default": lambda s: 0.1},
@@ -86,6 +94,12 @@ def test_every_metric_term_has_finite_values_and_gradients_on_degenerate_batches
     negatives, zero images give equal embeddings."""
     _sweep(METRIC_TERM_OPTIONS, models.get_model("vgg8", num_classes=0, embedding_dim=8, width=0.0625), None,
            "metric_learning")
+
+
+def test_every_multilabel_term_has_finite_values_and_gradients_on_degenerate_batches():
+    """No positive label, every label positive, zero images; the ML-Decoder head (LayerNorms of identical rows)."""
+    _sweep(MULTILABEL_TERM_OPTIONS, models.get_model("vgg8", num_classes=CLASSES, width=0.0625, head="ml_decoder"),
+           models.get_model("vgg8", num_classes=CLASSES, width=0.125, head="ml_decoder"), "multilabel")
 
 
 @pytest.mark.parametrize("mode", ["code", "paper"])

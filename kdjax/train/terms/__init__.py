@@ -1,6 +1,6 @@
 """Loss terms by name: the registry (`base`) and the modules that register terms into it."""
 from kdjax.train.terms.base import (REGISTRY, Term, TermInputs, ViewOutputs, WeightedTerm, build_term, build_terms,
                                     register, term_names)
-from kdjax.train.terms import feature_zoo, icd, jacobian, logits, metric, s2sd, zoo  # noqa: F401  (registration)
+from kdjax.train.terms import feature_zoo, icd, jacobian, logits, metric, multilabel, s2sd, zoo  # noqa: F401  (registration)
 
 __all__ = ["REGISTRY", "Term", "TermInputs", "ViewOutputs", "WeightedTerm", "build_term", "build_terms", "register", "term_names"]
