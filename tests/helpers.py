@@ -39,9 +39,12 @@ NARROW = 0.125  # real configs with narrow networks: the same code paths at a fr
 
 
 def narrow(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Scales every model of a config (stages and checkpoint teachers) to width NARROW."""
+    """Scales every model of a config (stages and checkpoint teachers) to width NARROW, and ML-Decoder heads to
+    width 32 (feed-forward 64)."""
     for stage in config.stages.values():
         stage.model.width = NARROW
+        if stage.model.get("head") == "ml_decoder":
+            stage.model.head_width, stage.model.head_hidden = 32, 64
         if "teacher" in stage and stage.teacher.model:
             stage.teacher.model.width = NARROW
     return config

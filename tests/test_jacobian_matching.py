@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs.jacobian_matching import cifar100_table1, cifar100_table2, common as jm, mit_scenes_table3
-from experiments import convert_torchvision_resnet
+from experiments import convert_imagenet
 from kdjax import losses, models
 from kdjax.train import loop, recipe, step as step_lib
 from tests.helpers import NARROW, narrow
@@ -84,7 +84,7 @@ def imagenet_teacher(tmp_path_factory):
     out = tmp_path_factory.mktemp("resnet34")
     model = models.get_model("resnet34", num_classes=1000, width=NARROW)
     variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
-    convert_torchvision_resnet.save_teacher_checkpoint(variables, str(out / "ckpt"))
+    convert_imagenet.save_teacher_checkpoint(variables, str(out / "ckpt"))
     return str(out / "ckpt")
 
 
@@ -103,7 +103,7 @@ def test_table3_trains_on_an_image_folder(method, imagenet_teacher, tmp_path):
 def test_table3_missing_teacher_explains_conversion(tmp_path):
     _image_folder(tmp_path / "mit")
     config = mit_scenes_table3.get_config(f"runlocal,method=lwf,image_size=32,per_class=2,data_root={tmp_path / 'mit'}")
-    with pytest.raises(FileNotFoundError, match="convert_torchvision_resnet"):
+    with pytest.raises(FileNotFoundError, match="convert_imagenet"):
         loop.run_stage(config, "student", str(tmp_path / "run"))
 
 
@@ -111,7 +111,7 @@ def test_oracle_row_initialises_from_a_checkpoint(tmp_path):
     _image_folder(tmp_path / "mit")
     pre = models.get_model("vgg9", num_classes=1000, width=NARROW)
     variables = pre.init(jax.random.key(7), jnp.zeros((1, 32, 32, 3)), train=False)
-    convert_torchvision_resnet.save_teacher_checkpoint(variables, str(tmp_path / "vgg9_imagenet"))
+    convert_imagenet.save_teacher_checkpoint(variables, str(tmp_path / "vgg9_imagenet"))
     config = mit_scenes_table3.get_config(f"runlocal,method=oracle,image_size=32,per_class=2,"
                                           f"data_root={tmp_path / 'mit'},student_init={tmp_path / 'vgg9_imagenet'}")
     narrow(config)

@@ -56,7 +56,7 @@ def used_groups(optimizer_block: dict, losses: dict) -> dict:
 
 def tfds_config(dataset: str, arg) -> ml_collections.ConfigDict:
     """A dataset's baseline config: the frozen-BN ResNet-50 (pretrained weights from `pretrained`, a checkpoint of
-    `experiments/convert_torchvision_resnet.py --arch resnet50 --headless`) trained with one DML loss."""
+    `experiments/convert_imagenet.py --arch resnet50 --headless`) trained with one DML loss."""
     d = DATASETS[dataset]
     config = common.base_config(seed=arg.seed, task="metric_learning")
     config.batch_size = 112

@@ -6,7 +6,7 @@ Data: TFDS `stanford_online_products`, 59,551 / 60,502 images of 11,318 / 11,316
 ImageNet normalisation, grayscale images as RGB. Class-balanced batches of 112 (Roth's class_random sampler: 56
 classes drawn with replacement, 2 images each), 531 steps per epoch.
 Model: ImageNet ResNet-50 with frozen BatchNorm, Linear(2048 -> 128) + L2 normalisation; `pretrained=DIR` loads
-torchvision's ImageNet weights converted by `python -m experiments.convert_torchvision_resnet --arch resnet50
+torchvision's ImageNet weights converted by `python -m experiments.convert_imagenet --arch resnet50
 --headless --weights resnet50-0676ba61.pth --out DIR` (without it the backbone starts random). Adam 1e-5 with coupled
 weight decay 3e-4 (the supplement; `weight_decay=4e-4` is the reference code's default), the margin's beta at 5e-4 (`margin_beta_lr`), the
 proxies at 2e-2, no schedule. Margin beta starts at 1.2 (`beta_init`).

@@ -16,7 +16,7 @@ after max-pool 2 ("feature level 1", Sec 10.2), pool window size/5, stride 1. We
 Protocol: last-epoch accuracy, mean of two runs with different subsets (`seed=0`, `seed=1`).
 Data: `data_root` holds `train/<class>/*.jpg` and `test/<class>/*.jpg` (the official 80/20 split per class).
 Teacher: torchvision's ImageNet ResNet-34 converted to a kdjax checkpoint (kdjax downloads no weights):
-    python -m experiments.convert_torchvision_resnet --weights resnet34-b627a593.pth --out $HOME/kdjax/resnet34_imagenet
+    python -m experiments.convert_imagenet --weights resnet34-b627a593.pth --out $HOME/kdjax/resnet34_imagenet
 Runtime (estimate, not measured here): 1-4 h per cell on one A100-class GPU (full data, Jacobian terms).
 
     python -m experiments.main --config=configs/jacobian_matching/mit_scenes_table3.py:method=lwf_att_jac,per_class=10,data_root=$HOME/data/mit67,teacher_checkpoint=$HOME/kdjax/resnet34_imagenet --workdir=W
@@ -31,7 +31,7 @@ ROWS = {  # CE, activation (LwF), attention, attention-Jacobian weights
 }
 HOW_TO_GET_TEACHER = (
     "kdjax needs the ImageNet ResNet-34 teacher as a kdjax checkpoint: download torchvision's resnet34 weights "
-    "(resnet34-b627a593.pth) where you have network access, run `python -m experiments.convert_torchvision_resnet "
+    "(resnet34-b627a593.pth) where you have network access, run `python -m experiments.convert_imagenet "
     "--weights resnet34-b627a593.pth --out DIR` (needs torch), and pass `:teacher_checkpoint=DIR`.")
 
 

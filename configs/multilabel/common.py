@@ -30,3 +30,103 @@ def l2d_stage(model: dict, *, max_lr: float = 1e-4, num_epochs: float, cycle_epo
               losses: dict | None = None, teacher: dict | None = None, evals: dict | None = None):
     return common.stage(model, losses or bce(), optimizer=optimizer(), schedule=schedule(max_lr, cycle_epochs),
                         num_epochs=num_epochs, teacher=teacher, evals=evals)
+
+
+# ---- the 3D paper's multi-label benchmarks (L2D's protocol) ---------------------------------------------------------
+IMAGE_SIZE = 224
+TRAIN_VIEW = "resize({s}, {s})|flip|cutout_pil|l2d_randaugment"   # [supp]: weak flip + strong Cutout/RandAugment
+EVAL_VIEW = "resize({s}, {s})"
+DATASETS = {
+    # TFDS name, train split, eval split, (labels with a positive, images) per split: L2D's protocol, spec §8
+    "coco": dict(name="coco/2014", train_split="train", eval_split="validation",
+                 expect=dict(train=(80, 82081), eval=(80, 40137))),
+    "voc": dict(name="voc/2007", train_split="train+validation", eval_split="test",
+                expect=dict(train=(20, 5011), eval=(20, 4952))),
+    "nus_wide": dict(name="nus_wide:{root}", train_split="train", eval_split="test",
+                     expect=dict(train=(81, 161789), eval=(81, 107859))),
+}
+# Backbones and where their ImageNet weights come from (`experiments/convert_imagenet.py --headless`); the CIFAR-style
+# zoo models of Table B.1 have no public ImageNet weights and train from scratch at 224 px.
+IMAGENET_SOURCES = {"resnet18": "torchvision", "resnet34": "torchvision", "resnet50": "torchvision",
+                    "resnet101": "torchvision", "mobilenet_v2": "torchvision", "shufflenet_v2_x1_0": "torchvision",
+                    "repvgg_a0": "timm", "swin_t": "timm"}
+CIFAR_ZOO = ("vgg13", "resnet32x4", "wrn_40_2", "wrn_16_2", "resnet56", "resnet20", "mobilenetv2", "shufflev2")
+# (mAP, OF1, CF1) of the supplement, Tables B.1-B.3: the teacher and student rows of every pair
+PUBLISHED_TEACHERS = {
+    ("coco", "vgg13"): ("B.1 VGG13 -> MBV2", (74.08, 75.05, 72.20)),
+    ("coco", "resnet32x4"): ("B.1 ResNet32x4 -> SHNV2", (79.44, 79.04, 75.98)),
+    ("coco", "wrn_40_2"): ("B.1 WRN40-2 -> WRN16-2", (75.42, 77.11, 74.68)),
+    ("coco", "resnet56"): ("B.1 ResNet56 -> ResNet20", (72.18, 74.26, 68.09)),
+    ("voc", "resnet50"): ("B.2 ResNet50 -> RepVGG-A0 / MBV2", (86.73, 84.92, 81.21)),
+    ("voc", "swin_t"): ("B.2 Swin-T -> ResNet18 / MBV2", (91.43, 89.81, 87.63)),
+    ("coco", "resnet34"): ("B.3 ResNet34 -> ResNet101 (reversed)", (70.19, 72.30, 66.50)),
+    ("coco", "resnet101"): ("the main paper's COCO teacher (main paper unavailable: no published value here)", None),
+}
+PUBLISHED_STUDENTS = {
+    ("coco", "mobilenetv2"): ("B.1 VGG13 -> MBV2", (71.85, 73.68, 68.40)),
+    ("coco", "shufflev2"): ("B.1 ResNet32x4 -> SHNV2", (72.58, 73.13, 70.15)),
+    ("coco", "wrn_16_2"): ("B.1 WRN40-2 -> WRN16-2", (73.19, 75.68, 72.17)),
+    ("coco", "resnet20"): ("B.1 ResNet56 -> ResNet20", (69.25, 71.45, 66.28)),
+    ("voc", "repvgg_a0"): ("B.2 ResNet50 -> RepVGG-A0", (83.79, 83.36, 79.83)),
+    ("voc", "resnet18"): ("B.2 Swin-T -> ResNet18", (84.01, 83.60, 79.42)),
+    ("voc", "mobilenet_v2"): ("B.2 ResNet50 / Swin-T -> MBV2", (86.12, 85.01, 81.76)),
+    ("coco", "resnet101"): ("B.3 ResNet34 -> ResNet101 (reversed)", (73.98, 75.01, 70.12)),
+}
+TEACHER_EPOCHS, TEACHER_CYCLE_EPOCHS, STUDENT_EPOCHS = 30, 80, 80
+
+
+def data_block(dataset: str, *, nus_wide_root: str = "", image_size: int = IMAGE_SIZE):
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    spec = dict(DATASETS[dataset])
+    if dataset == "nus_wide":
+        if not nus_wide_root:
+            raise ValueError("dataset=nus_wide needs :nus_wide_root=<directory of the official NUS-WIDE files>")
+        spec["name"] = spec["name"].format(root=nus_wide_root)
+    block = common.data_block(spec["name"], train=TRAIN_VIEW.format(s=image_size),
+                              eval=EVAL_VIEW.format(s=image_size), train_split=spec["train_split"],
+                              eval_split=spec["eval_split"], normalization="none")
+    block.expect = spec["expect"]
+    return block
+
+
+def model_block(arch: str, *, image_size: int = IMAGE_SIZE, head: str = "ml_decoder", dtype: str = "float32") -> dict:
+    """`dtype='bfloat16'`: bf16 forward passes (L2D: fp16 autocast); outputs and losses stay float32."""
+    if arch not in IMAGENET_SOURCES and arch not in CIFAR_ZOO:
+        raise ValueError(f"Unknown model {arch!r}; valid: {', '.join(list(IMAGENET_SOURCES) + list(CIFAR_ZOO))}")
+    model = dict(name=arch, head=head, dtype=dtype)
+    if arch == "swin_t":
+        model["img_size"] = image_size
+    return model
+
+
+def pretrained_init(stage, arch: str, pretrained: str) -> None:
+    """ImageNet initialisation of an L2D network: `pretrained` = a kdjax checkpoint of the headless backbone, or
+    'none' (from scratch, said explicitly). The head (ML-Decoder) stays random."""
+    if arch in CIFAR_ZOO or pretrained == "none":
+        return
+    if not pretrained:
+        raise ValueError(
+            f"model {arch!r} starts from ImageNet weights in the paper: convert {IMAGENET_SOURCES[arch]}'s with "
+            f"`python -m experiments.convert_imagenet --source {IMAGENET_SOURCES[arch]} --arch {arch} --headless "
+            f"--weights FILE --out DIR` and pass :pretrained=DIR (or :pretrained=none to train from scratch)")
+    stage.init_from = pretrained
+    stage.init_allow_random = ("/decoder/", "^params/fc/")
+
+
+def info(published: tuple | None) -> dict:
+    row, values = published
+    return dict(table_row=row, published_mAP=values and values[0], published_OF1=values and values[1],
+                published_CF1=values and values[2])
+
+
+def shrink(config, image_size: int = 64) -> None:
+    """:runlocal on mock data: 64 px, 64 train images, 2 steps per stage."""
+    common.runlocal(config)
+    config.data.train_split = config.data.train_split.split("+")[0].split("[")[0] + "[:64]"
+    config.data.views = {"image": TRAIN_VIEW.format(s=image_size)}
+    config.data.eval_view = EVAL_VIEW.format(s=image_size)
+    for stage in config.stages.values():
+        if "img_size" in stage.model:
+            stage.model.img_size = image_size
+        stage.init_from, stage.init_allow_random = "", ()

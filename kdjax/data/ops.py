@@ -15,6 +15,8 @@ Ops (torchvision names in brackets):
 - `pad_crop(padding=4)` [RandomCrop(size, padding)]: zero padding, then a random crop of the original size;
 - `flip` [RandomHorizontalFlip(0.5)];
 - `randaugment(num_ops=2)`, `cutout(max_fraction=0.5)`: MLLD's strong view (`kdjax.data.randaugment`);
+- `cutout_pil(factor=0.5)`, `l2d_randaugment(num_ops=2, probability=0.5)`: L2D's multi-label training view
+  (ASL's CutoutPIL, pip randaugment 1.0.2; `kdjax.data.l2d_augment`), e.g. 'resize(224, 224)|cutout_pil|l2d_randaugment';
 - `normalize(mean, std)` on [0, 1] pixels -> float32 (set through `data.normalization`, not in view strings).
 New ops register with `@register('name')` on a factory that validates its arguments and returns `op(image, seed)`.
 """
@@ -25,7 +27,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from kdjax.data import randaugment
+from kdjax.data import l2d_augment, randaugment
 
 OPS: dict[str, Callable] = {}
 
@@ -147,6 +149,20 @@ def randaugment_op(num_ops: int = 2):
 @register("cutout")
 def cutout_op(max_fraction: float = 0.5):
     return lambda image, seed: randaugment.cutout(image, seed, max_fraction=max_fraction)
+
+
+@register("cutout_pil")
+def cutout_pil_op(factor: float = 0.5):
+    if not 0 < factor <= 1:
+        raise ValueError(f"cutout_pil: factor={factor} must lie in (0, 1]")
+    return lambda image, seed: l2d_augment.cutout_pil(image, seed, factor)
+
+
+@register("l2d_randaugment")
+def l2d_randaugment_op(num_ops: int = 2, probability: float = 0.5):
+    if num_ops < 1 or not 0 <= probability <= 1:
+        raise ValueError(f"l2d_randaugment: num_ops={num_ops} must be >= 1 and probability={probability} in [0, 1]")
+    return lambda image, seed: l2d_augment.rand_augment(image, seed, num_ops, probability)
 
 
 @register("normalize")

@@ -65,42 +65,42 @@ def _sharpness(image, factor):
     return _blend(degenerate, image, factor)
 
 
-def _affine(image, matrix):
+def _affine(image, matrix, fill=0.0):
     """PIL's Image.transform(AFFINE, matrix, NEAREST): output pixel centre (x + .5, y + .5) samples the input at
-    matrix @ (x + .5, y + .5, 1) in continuous coordinates; fill 0. TF's op works on pixel indices, hence the
+    matrix @ (x + .5, y + .5, 1) in continuous coordinates; `fill` outside (PIL's default 0). TF's op works on pixel indices, hence the
     half-pixel shifts folded into the translation."""
     a, b, c, d, e, f = tf.unstack(tf.reshape(matrix, [-1])[:6])
     c = c + 0.5 * (a + b) - 0.5
     f = f + 0.5 * (d + e) - 0.5
     a = tf.stack([a, b, c, d, e, f, 0.0, 0.0])
     out = tf.raw_ops.ImageProjectiveTransformV3(images=image[None], transforms=a[None], output_shape=tf.shape(image)[:2],
-                                                fill_value=0.0, interpolation="NEAREST", fill_mode="CONSTANT")
+                                                fill_value=fill, interpolation="NEAREST", fill_mode="CONSTANT")
     return out[0]
 
 
-def _rotate(image, degrees):
+def _rotate(image, degrees, fill=0.0):
     h, w = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
     t = degrees * math.pi / 180.0
     cx, cy = w / 2.0, h / 2.0
     c, s = tf.cos(t), tf.sin(t)
     # counter-clockwise rotation about the centre, as PIL's Image.rotate
-    return _affine(image, tf.stack([c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy]))
+    return _affine(image, tf.stack([c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy]), fill)
 
 
-def _shear_x(image, v):
-    return _affine(image, tf.stack([1.0, v, 0.0, 0.0, 1.0, 0.0]))
+def _shear_x(image, v, fill=0.0):
+    return _affine(image, tf.stack([1.0, v, 0.0, 0.0, 1.0, 0.0]), fill)
 
 
-def _shear_y(image, v):
-    return _affine(image, tf.stack([1.0, 0.0, 0.0, v, 1.0, 0.0]))
+def _shear_y(image, v, fill=0.0):
+    return _affine(image, tf.stack([1.0, 0.0, 0.0, v, 1.0, 0.0]), fill)
 
 
-def _translate_x(image, v):
-    return _affine(image, tf.stack([1.0, 0.0, v * tf.cast(tf.shape(image)[1], tf.float32), 0.0, 1.0, 0.0]))
+def _translate_x(image, v, fill=0.0):
+    return _affine(image, tf.stack([1.0, 0.0, v * tf.cast(tf.shape(image)[1], tf.float32), 0.0, 1.0, 0.0]), fill)
 
 
-def _translate_y(image, v):
-    return _affine(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, v * tf.cast(tf.shape(image)[0], tf.float32)]))
+def _translate_y(image, v, fill=0.0):
+    return _affine(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, v * tf.cast(tf.shape(image)[0], tf.float32)]), fill)
 
 
 def _posterize(image, bits):

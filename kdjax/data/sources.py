@@ -14,6 +14,8 @@ Dataset names:
   random access through `tfds.data_source` when the dataset was prepared as ArrayRecord; a split prepared as
   TFRecord (TFDS's default) is read once into memory as encoded bytes (its file size in RAM);
 - `folder:<root>`: images in class folders, `<root>/<split>/<class>/<image>`, classes in sorted order;
+- `voc/2007`, `coco/2014` (TFDS) and `nus_wide:<root>` (official files): multi-hot labels, as L2D reads them
+  (`kdjax.data.multilabel_datasets`);
 - `tiny_imagenet:<root>`: the official Tiny-ImageNet archive unpacked (`tiny-imagenet-200/`): splits `train`
   (100,000 images) and `val` (10,000, labels from `val/val_annotations.txt`), 200 classes in sorted wnid order.
 Split names may take a first-N slice, `test[:64]` (every source), and TFDS split arithmetic (`train+test`).
@@ -28,7 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from kdjax.data import mosaic
+from kdjax.data import mosaic, multilabel_datasets
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FASHION_MNIST_FILES = {
@@ -173,8 +175,9 @@ def _class_label(key: str) -> Callable:
 
 
 # How to read the label of each TFDS dataset kdjax knows; every other one uses its `label` feature. Multi-hot
-# datasets (VOC, COCO) register a function returning a 0/1 vector.
+# datasets (VOC, COCO) are read by `multilabel_datasets.TFDS_MULTI_HOT`.
 TFDS_LABELS: dict[str, Callable] = {"stanford_online_products": _class_label("class_id")}
+TFDS_LABELS.update({family: m.read for family, m in multilabel_datasets.TFDS_MULTI_HOT.items()})
 TFDS_LABEL_FEATURES: dict[str, str] = {"stanford_online_products": "class_id"}
 
 
@@ -185,7 +188,8 @@ def _tfds_builder(name: str, data_dir):
     except tfds.core.registered.DatasetNotFoundError as e:
         close = difflib.get_close_matches(name, tfds.list_builders(), n=5)
         raise ValueError(f"Unknown dataset {name!r}: neither an offline source ({', '.join(OFFLINE_NAMES)}), "
-                         f"'{FOLDER_PREFIX}<root>', '{TINY_IMAGENET_PREFIX}<root>' nor a TFDS builder. Close TFDS "
+                         f"'{FOLDER_PREFIX}<root>', '{TINY_IMAGENET_PREFIX}<root>', "
+                         f"'{multilabel_datasets.NUS_WIDE_PREFIX}<root>' nor a TFDS builder. Close TFDS "
                          f"names: {close or 'none'}") from e
 
 
@@ -229,10 +233,15 @@ def _tfds_split(name: str, split: str, data_dir) -> Split:
     except (AssertionError, ValueError, KeyError) as e:
         raise ValueError(f"Cannot read split {split!r} of dataset {name!r}: {e}") from e
     label_feature = features[label_key] if label_key in features else None
-    num_classes = getattr(label_feature, "num_classes", None) or np.asarray(labels).shape[-1]
-    names = tuple(getattr(label_feature, "names", None) or (str(c) for c in range(num_classes)))
+    multi_hot = multilabel_datasets.TFDS_MULTI_HOT.get(family)
+    labels = np.asarray(labels, np.float32 if multi_hot else np.int32)
+    if multi_hot and multi_hot.keep is not None:
+        kept = np.flatnonzero([multi_hot.keep(label) for label in labels])
+        records, labels = _Taken(records, kept), labels[kept]
+    num_classes = len(multi_hot.names) if multi_hot else getattr(label_feature, "num_classes", None)
+    names = multi_hot.names if multi_hot else tuple(getattr(label_feature, "names", None) or
+                                                    (str(c) for c in range(num_classes)))
     channels = (features["image"].shape[-1] or 3) if features["image"].shape else 3
-    labels = np.asarray(labels, np.int32 if np.asarray(labels).ndim == 1 else np.float32)
     return Split(f"{name}:{split}", labels, num_classes, names, records=records, channels=channels)
 
 
@@ -298,6 +307,12 @@ def _tiny_imagenet_split(root: str, split: str) -> Split:
                  records=_FileBytes(paths), channels=3)
 
 
+def _nus_wide_split(root: str, split: str) -> Split:
+    paths, labels, concepts = multilabel_datasets.read_nus_wide(root, split)
+    return Split(f"{multilabel_datasets.NUS_WIDE_PREFIX}{root}:{split}", labels, len(concepts), concepts,
+                 records=_FileBytes(paths), channels=3)
+
+
 # ---- entry point ----------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=32)
 def _open(name: str, split: str, data_dir) -> Split:
@@ -305,6 +320,8 @@ def _open(name: str, split: str, data_dir) -> Split:
         return _folder_split(os.path.expanduser(name.removeprefix(FOLDER_PREFIX)), split)
     if name.startswith(TINY_IMAGENET_PREFIX):
         return _tiny_imagenet_split(os.path.expanduser(name.removeprefix(TINY_IMAGENET_PREFIX)), split)
+    if name.startswith(multilabel_datasets.NUS_WIDE_PREFIX):
+        return _nus_wide_split(os.path.expanduser(name.removeprefix(multilabel_datasets.NUS_WIDE_PREFIX)), split)
     if name in OFFLINE_NAMES:
         splits = _OFFLINE[name]()
         if split not in splits:
@@ -329,6 +346,7 @@ def get_split(name: str, split: str, *, data_dir: str | None = None,
 
 def check_dataset_name(name: str, data_dir: str | None = None) -> None:
     """Raises ValueError (naming close matches) for a name that is no offline, folder or TFDS dataset."""
-    if name in OFFLINE_NAMES or name.startswith((FOLDER_PREFIX, TINY_IMAGENET_PREFIX)):
+    if name in OFFLINE_NAMES or name.startswith((FOLDER_PREFIX, TINY_IMAGENET_PREFIX,
+                                                 multilabel_datasets.NUS_WIDE_PREFIX)):
         return
     _tfds_builder(name.removeprefix(TFDS_PREFIX), data_dir)

@@ -8,12 +8,12 @@ import dataclasses
 
 import flax.linen as nn
 
-from kdjax.models import (cifar_resnet, cifar_resnet50, embedding, imagenet_resnet, ml_decoder, mobilenetv2, shufflenet,
-                          vgg, wrn)
+from kdjax.models import (cifar_resnet, cifar_resnet50, embedding, imagenet_mobile, imagenet_resnet, ml_decoder,
+                          mobilenetv2, shufflenet, swin, vgg, wrn)
 from kdjax.models import mdistiller  # noqa: F401  (registers the mdistiller converters)
 from kdjax.models.torch_convert import from_torch
 
-_FAMILIES = (vgg, cifar_resnet, wrn, cifar_resnet50, mobilenetv2, shufflenet, imagenet_resnet)
+_FAMILIES = (vgg, cifar_resnet, wrn, cifar_resnet50, mobilenetv2, shufflenet, imagenet_resnet, imagenet_mobile, swin)
 REGISTRY = {name: family for family in _FAMILIES for name in family.NAMES}
 
 

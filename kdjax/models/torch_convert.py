@@ -78,7 +78,7 @@ def block(sd: dict, prefix: str, convs: dict, bns: dict) -> tuple[dict, dict]:
 def _check_fits(name, variables, model, image_shape):
     expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(image_shape), train=False))
     expected = {k: v for k, v in expected.items() if k in ("params", "batch_stats")}
-    got = {k: variables.get(k, {}) for k in expected}
+    got = {k: variables.get(k, {}) for k in expected if k in variables or expected[k]}
     flat_expected = {jax.tree_util.keystr(p): x.shape for p, x in jax.tree_util.tree_leaves_with_path(expected)}
     flat_got = {jax.tree_util.keystr(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(got)}
     missing = sorted(set(flat_expected) - set(flat_got))
@@ -92,10 +92,11 @@ def _check_fits(name, variables, model, image_shape):
 
 
 def from_torch(name: str, state_dict, *, source: str = "torchvision", num_classes: int | None = None,
-               image_shape=(1, 64, 64, 3)) -> dict:
-    """Variables {'params', 'batch_stats'} of `kdjax.models.get_model(name, num_classes=...)` from a PyTorch state
-    dict of the same architecture. `num_classes` defaults to the checkpoint's classifier size (0 without one: a
-    headless backbone). `source`: where the checkpoint comes from ('torchvision', 'mdistiller', ...)."""
+               image_shape=(1, 64, 64, 3), **model_kw) -> dict:
+    """Variables {'params', 'batch_stats'} of `kdjax.models.get_model(name, num_classes=..., **model_kw)` from a
+    PyTorch state dict of the same architecture. `num_classes` defaults to the checkpoint's classifier size (0
+    without one: a headless backbone). `source`: where the checkpoint comes from ('torchvision', 'timm',
+    'mdistiller', ...). `model_kw`: options the weights' shapes depend on (Swin's `img_size`)."""
     from kdjax import models
     if (source, name) not in CONVERTERS:
         known = sorted(f"{s}:{n}" for s, n in CONVERTERS)
@@ -108,7 +109,10 @@ def from_torch(name: str, state_dict, *, source: str = "torchvision", num_classe
                          f"{source} {name} checkpoint? Its keys look like {sorted(sd)[:6]}") from e
     if num_classes is None:
         num_classes = int(_classifier_size(variables))
-    _check_fits(name, variables, models.get_model(name, num_classes=num_classes), image_shape)
+    model = models.get_model(name, num_classes=num_classes, **model_kw)
+    if getattr(model, "img_size", None):  # built for one input size (Swin): check at that size
+        image_shape = (1, model.img_size, model.img_size, image_shape[-1])
+    _check_fits(name, variables, model, image_shape)
     return jax.tree.map(lambda x: np.asarray(x, np.float32), variables)
 
 

@@ -143,6 +143,10 @@ class Stage:
             self.model = build_model(self.spec.model, num_classes)
         except ValueError as e:
             raise recipe.ConfigError(f"stages.{self.spec.name}.model: {e}") from e
+        if self.data.label_kind == "multi_hot" and self.model.num_classes != num_classes:
+            raise recipe.ConfigError(f"stages.{self.spec.name}.model: num_classes={self.model.num_classes}, but "
+                                     f"{self.data.train_split.name} has {num_classes} labels; a multi-label model has "
+                                     "one output per label (remove model.num_classes)")
         try:
             self.teacher_model = build_model(self.spec.teacher["model"], num_classes) if self.spec.teacher else None
         except ValueError as e:

@@ -78,3 +78,16 @@ def test_every_table_b1_backbone_takes_the_head(name):
 def test_unknown_head_is_named():
     with pytest.raises(ValueError, match="unknown head 'mldecoder'; valid heads: gap_fc, ml_decoder"):
         models.get_model("resnet18", num_classes=3, head="mldecoder")
+
+
+def test_bf16_forward_gives_float32_logits_close_to_float32():
+    x = jax.random.uniform(jax.random.key(6), (2, 32, 32, 3))
+    f32 = models.get_model("resnet18", num_classes=4, head="ml_decoder", width=0.125, head_width=64, head_hidden=128)
+    bf16 = models.get_model("resnet18", num_classes=4, head="ml_decoder", width=0.125, head_width=64, head_hidden=128,
+                            dtype="bfloat16")
+    variables = jax.jit(lambda k: f32.init(k, x, train=False))(jax.random.key(7))
+    a = jax.jit(lambda v: f32.apply(v, x, train=False))(variables)
+    b = jax.jit(lambda v: bf16.apply(v, x, train=False))(variables)
+    assert a[0].dtype == b[0].dtype == jnp.float32 and b[1]["label_embeddings"].dtype == jnp.float32
+    np.testing.assert_allclose(b[0], a[0], atol=0.1 * float(jnp.abs(a[0]).max()) + 0.05)
+    assert not np.array_equal(a[0], b[0])  # the bf16 path really ran in bf16

@@ -98,8 +98,9 @@ def test_every_metric_term_has_finite_values_and_gradients_on_degenerate_batches
 
 def test_every_multilabel_term_has_finite_values_and_gradients_on_degenerate_batches():
     """No positive label, every label positive, zero images; the ML-Decoder head (LayerNorms of identical rows)."""
-    _sweep(MULTILABEL_TERM_OPTIONS, models.get_model("vgg8", num_classes=CLASSES, width=0.0625, head="ml_decoder"),
-           models.get_model("vgg8", num_classes=CLASSES, width=0.125, head="ml_decoder"), "multilabel")
+    head = dict(head="ml_decoder", head_width=32, head_hidden=64)
+    _sweep(MULTILABEL_TERM_OPTIONS, models.get_model("vgg8", num_classes=CLASSES, width=0.0625, **head),
+           models.get_model("vgg8", num_classes=CLASSES, width=0.125, **head), "multilabel")
 
 
 @pytest.mark.parametrize("mode", ["code", "paper"])
