@@ -23,15 +23,20 @@ FAKED = {"configs/dml/cub200.py": tfds_fakes.class_dataset("label", 200, {"train
          "configs/dml/sop.py": tfds_fakes.class_dataset("class_id", 120, {"train": 2, "test": 2})}
 FAKED.update({path.replace("/dml/", "/s2sd/"): fake for path, fake in FAKED.items()})
 _VOC = tfds_fakes.detection_dataset(20, {"train": 40, "validation": 40, "test": 16}, with_difficult=True)[0]
-FAKED.update({"configs/multilabel/teacher.py": _VOC, "configs/multilabel/student_baseline.py": _VOC})
+_COCO = tfds_fakes.detection_dataset(80, {"train": 80, "validation": 16}, empty_every=5)[0]
+FAKED.update({"configs/multilabel/teacher.py": _VOC, "configs/multilabel/student_baseline.py": _VOC,
+              "configs/ml_3d/voc.py": _VOC, "configs/ml_3d/coco.py": _COCO})
 # Configs whose default arguments are not enough: the ImageNet initialisation is an explicit choice.
 VALIDATE_ARGS = {"configs/multilabel/teacher.py": "pretrained=none",
-                 "configs/multilabel/student_baseline.py": "pretrained=none"}
+                 "configs/multilabel/student_baseline.py": "pretrained=none",
+                 "configs/ml_3d/voc.py": "teacher_pretrained=none,student_pretrained=none"}
 # Mock labels are random: ~10 examples per CIFAR-100 class, so the few-shot smoke test takes 1 per class.
 RUNLOCAL_ARGS = {"configs/jacobian_matching/cifar100_table1.py": "runlocal,per_class=1",
                  # the cheapest pair to compile; resnet32x4 -> resnet8x4 steps in tests/train/test_zoo_terms.py
                  "configs/baselines/cifar100.py": "runlocal,pair=vgg13-vgg8"}
 RUNLOCAL_ARGS.update({path: "runlocal," + args for path, args in VALIDATE_ARGS.items()})
+# 3D with both views offline (teacher stage, then a student reading it)
+RUNLOCAL_ARGS.update({"configs/ml_3d/fashion_mnist_mosaic.py": "runlocal,views=both,ndd_pairs=views"})
 
 
 def load(path, arg=None):
@@ -95,6 +100,10 @@ TRAINED_ELSEWHERE = {
     "configs/s2sd/sop.py",
     # configs/multilabel/teacher.py's recipe with the full cycle and a student network (its runlocal trains above)
     "configs/multilabel/student_baseline.py",
+    # configs/multilabel/teacher.py's recipe (trained above) with a teacher and the distillation terms, which
+    # tests/train/test_degenerate_inputs.py steps; every cell's config and terms are built in tests/test_ml_3d.py
+    "configs/ml_3d/coco.py",
+    "configs/ml_3d/voc.py",
 }
 
 

@@ -44,3 +44,16 @@ def test_evaluators_report_the_metrics_of_the_models_outputs():
     assert stats == pytest.approx(metrics.label_statistics(logits, targets), abs=1e-6)
     with pytest.raises(ValueError, match=r"conventions \['voc'\]; valid: \['l2d', 'mlgcn'\]"):
         evaluators.build("eval", dict(type="multilabel", conventions=("voc",)), mesh=mesh, data=data)
+
+
+def test_l2d_views_of_the_supplement():
+    from configs.multilabel import common as multilabel
+    assert multilabel.views_block("single") == {"image": "resize(224, 224)|flip|cutout_pil|l2d_randaugment"}
+    two = multilabel.data_block("voc", views="weak_strong", image_size=96).views.to_dict()
+    assert two == {"image": "resize(96, 96)|cutout_pil|l2d_randaugment", "image_weak": "resize(96, 96)|flip"}
+    with pytest.raises(ValueError, match="Unknown views 'weak'; valid: single, weak_strong, both"):
+        multilabel.views_block("weak")
+    with pytest.raises(ValueError, match="nus_wide_root"):
+        multilabel.data_block("nus_wide")
+    with pytest.raises(ValueError, match="Unknown dataset 'voc2012'; valid: coco, voc, nus_wide"):
+        multilabel.data_block("voc2012")

@@ -35,9 +35,24 @@ def l2d_stage(model: dict, *, max_lr: float = 1e-4, num_epochs: float, cycle_epo
 # ---- the 3D paper's multi-label benchmarks (L2D's protocol) ---------------------------------------------------------
 IMAGE_SIZE = 224
 TRAIN_VIEW = "resize({s}, {s})|flip|cutout_pil|l2d_randaugment"   # [supp]: weak flip + strong Cutout/RandAugment
+WEAK_VIEW = "resize({s}, {s})|flip"
+STRONG_VIEW = "resize({s}, {s})|cutout_pil|l2d_randaugment"
 EVAL_VIEW = "resize({s}, {s})"
+VIEWS = ("single", "weak_strong", "both")
+
+
+def views_block(kind: str, image_size: int = IMAGE_SIZE) -> dict:
+    """The training views of the supplement's augmentations (not stated as one pipeline or two views):
+    'single' (default, L2D's): one view, flip -> CutoutPIL -> RandAugment, seen by teacher and student;
+    'weak_strong' / 'both': the strong view as 'image' and the weak (flip) view as 'image_weak', for distillation
+    terms that show the teacher the weak view ('weak_strong') or both networks both views ('both')."""
+    if kind not in VIEWS:
+        raise ValueError(f"Unknown views {kind!r}; valid: {', '.join(VIEWS)}")
+    if kind == "single":
+        return {"image": TRAIN_VIEW.format(s=image_size)}
+    return {"image": STRONG_VIEW.format(s=image_size), "image_weak": WEAK_VIEW.format(s=image_size)}
 DATASETS = {
-    # TFDS name, train split, eval split, (labels with a positive, images) per split: L2D's protocol, spec §8
+    # TFDS name, train split, eval split, (labels with a positive, images) per split: L2D's protocol (penghui-yang/L2D dataloader.py)
     "coco": dict(name="coco/2014", train_split="train", eval_split="validation",
                  expect=dict(train=(80, 82081), eval=(80, 40137))),
     "voc": dict(name="voc/2007", train_split="train+validation", eval_split="test",
@@ -75,18 +90,18 @@ PUBLISHED_STUDENTS = {
 TEACHER_EPOCHS, TEACHER_CYCLE_EPOCHS, STUDENT_EPOCHS = 30, 80, 80
 
 
-def data_block(dataset: str, *, nus_wide_root: str = "", image_size: int = IMAGE_SIZE):
+def data_block(dataset: str, *, nus_wide_root: str = "", image_size: int = IMAGE_SIZE, views: str = "single"):
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-    spec = dict(DATASETS[dataset])
+    entry = dict(DATASETS[dataset])
     if dataset == "nus_wide":
         if not nus_wide_root:
             raise ValueError("dataset=nus_wide needs :nus_wide_root=<directory of the official NUS-WIDE files>")
-        spec["name"] = spec["name"].format(root=nus_wide_root)
-    block = common.data_block(spec["name"], train=TRAIN_VIEW.format(s=image_size),
-                              eval=EVAL_VIEW.format(s=image_size), train_split=spec["train_split"],
-                              eval_split=spec["eval_split"], normalization="none")
-    block.expect = spec["expect"]
+        entry["name"] = entry["name"].format(root=nus_wide_root)
+    block = common.data_block(entry["name"], views=views_block(views, image_size),
+                              eval=EVAL_VIEW.format(s=image_size), train_split=entry["train_split"],
+                              eval_split=entry["eval_split"], normalization="none")
+    block.expect = entry["expect"]
     return block
 
 
@@ -124,7 +139,8 @@ def shrink(config, image_size: int = 64) -> None:
     """:runlocal on mock data: 64 px, 64 train images, 2 steps per stage."""
     common.runlocal(config)
     config.data.train_split = config.data.train_split.split("+")[0].split("[")[0] + "[:64]"
-    config.data.views = {"image": TRAIN_VIEW.format(s=image_size)}
+    config.data.views = {k: v.replace(f"resize({IMAGE_SIZE}, {IMAGE_SIZE})", f"resize({image_size}, {image_size})")
+                         for k, v in config.data.views.items()}
     config.data.eval_view = EVAL_VIEW.format(s=image_size)
     for stage in config.stages.values():
         if "img_size" in stage.model:

@@ -12,7 +12,7 @@ ML-Decoder of width 128 (feed-forward 256) instead of 768 (2048), and the networ
 `:stage=teacher` trains the teacher for 3 epochs (1,125 steps); `:stage=student` the student alone for the same
 steps; the default trains both. Evaluation after the last step: mAP / OF1 / CF1 in L2D's convention and ML-GCN's
 (`mlgcn_*`), and for the teacher the 3D supplement's Table C.4 statistics on the train split (`train_stats/*`).
-Runtime on 2 CPU cores: teacher about 10 minutes, student about 5 minutes.
+Runtime on 2 CPU cores: teacher about 12 minutes, student about 7 minutes (results: configs/multilabel/README.md).
 
     python -m experiments.main --config=configs/multilabel/fashion_mnist_mosaic.py --workdir=W
 """

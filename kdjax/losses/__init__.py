@@ -10,7 +10,9 @@ from kdjax.losses.jacobian import (attention_jacobian_matching, attention_map, i
                                    jacobian_matching_jvp, jacobian_norm_penalty)
 from kdjax.losses.logits import cross_entropy, dkd, kd, logit_mse, mlld
 from kdjax.losses.metric import margin, multi_similarity, multi_similarity_masks, proxy_anchor
-from kdjax.losses.multilabel import focal_bce
+from kdjax.losses.multilabel import (focal_bce, huber_distance, led, led_class_aware, led_instance_aware, mld,
+                                    multilabel_mse, ndd_valid_pairs, negative_discrepancy, partial_softmax,
+                                    positive_divide)
 from kdjax.losses.mining import (distance_log_weights, distance_weighted_triplets, distance_weights,
                                  rho_distance_triplets)
 from kdjax.losses.relational import pkt, rkd
@@ -22,6 +24,7 @@ __all__ = [
     "icd_margin", "dkd", "fitnet", "input_gradients", "jacobian_matching",
     "jacobian_matching_jvp", "jacobian_norm_penalty", "kd", "logit_mse", "mlld", "ofd", "ofd_margins", "pkt",
     "review_hcl", "rkd", "vid", "margin", "multi_similarity", "multi_similarity_masks", "proxy_anchor",
-    "distance_log_weights", "focal_bce", "distance_weighted_triplets", "distance_weights", "rho_distance_triplets",
+    "distance_log_weights", "focal_bce", "huber_distance", "led", "led_class_aware", "led_instance_aware",
+    "mld", "multilabel_mse", "ndd_valid_pairs", "negative_discrepancy", "partial_softmax", "positive_divide", "distance_weighted_triplets", "distance_weights", "rho_distance_triplets",
     "similarity_kl", "l2_normalize",
 ]

@@ -17,11 +17,13 @@ def _pdist(e, eps):
 
 
 def rkd(student_emb: jax.Array, teacher_emb: jax.Array, *, distance_weight: float = 25.0,
-        angle_weight: float = 50.0, eps: float = 1e-12) -> jax.Array:
+        angle_weight: float = 50.0, eps: float = 1e-12, distance_reduction: str = "mean") -> jax.Array:
     """Relational KD, distance + angle (Park et al., CVPR 2019; mdistiller `rkd_loss`, squared=False).
 
     Distances via |a|^2 + |b|^2 - 2ab clamped at eps then sqrt (duplicate rows give sqrt(eps) > 0, as in the
-    reference), diagonal 0, divided by the mean of the strictly positive entries; Huber (delta 1) mean over B^2.
+    reference), diagonal 0, divided by the mean of the strictly positive entries; Huber (delta 1) mean over B^2
+    (`distance_reduction='rows'`: summed over the B^2 entries and divided by B, as L2D's multi-label RKD,
+    penghui-yang/L2D criterion/distiller_zoo/ft_based/rkd.py, which uses weights 10 and 10).
     Angles: cosines of L2-normalised differences e_j - e_i (eps 1e-12), Huber mean over B^3.
     reference: megvii-research/mdistiller mdistiller/distillers/RKD.py.
     """
@@ -34,7 +36,11 @@ def rkd(student_emb: jax.Array, teacher_emb: jax.Array, *, distance_weight: floa
         positive = d > 0
         return d / (jnp.sum(jnp.where(positive, d, 0.0)) / jnp.sum(positive))
 
+    if distance_reduction not in ("mean", "rows"):
+        raise ValueError(f"rkd: distance_reduction={distance_reduction!r}; valid: 'mean', 'rows'")
     loss_d = jnp.mean(_smooth_l1(normalised_distances(s) - normalised_distances(t)))
+    if distance_reduction == "rows":
+        loss_d = loss_d * s.shape[0]
 
     def angles(e):
         diff = e[None, :, :] - e[:, None, :]                     # [i, j] = e_j - e_i

@@ -36,7 +36,8 @@ PUBLISHED_MILLIONS = {"wrn_40_2": 2.26, "wrn_16_2": 0.70, "wrn_40_1": 0.57, "res
 
 
 def _shapes(name, size=32, batch=2):
-    model = models.get_model(name, num_classes=100)
+    # Swin is built for one input size (its windows depend on it)
+    model = models.get_model(name, num_classes=100, **({"img_size": size} if name == "swin_t" else {}))
     return jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), jnp.zeros((batch, size, size, 3)),
                                                          train=False))
 

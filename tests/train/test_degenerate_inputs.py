@@ -33,7 +33,12 @@ METRIC_TERM_OPTIONS = {"margin": dict(weight=1.0), "rmargin": dict(weight=1.0, p
                        "s2sd": dict(weight=1.0, base="margin", target_dims=(4, 8), pool_aggr=True,
                                     feat_distill=True, feat_delay=0)}
 # Terms on a multi-label classifier's batch (multi-hot labels: none, all, and a random half positive).
-MULTILABEL_TERM_OPTIONS = {"focal": dict(weight=1.0)}
+MULTILABEL_TERM_OPTIONS = {
+    "focal": dict(weight=1.0), "mld": dict(weight=1.0), "led": dict(weight=1.0), "ps": dict(weight=1.0),
+    "ml_mse": dict(weight=1.0, on="probs"), "pd": dict(weight=1.0), "ndd": dict(weight=1.0),
+    "ndd_views": dict(term="ndd", weight=1.0, pairs="views"),
+    "ndd_permutation": dict(term="ndd", weight=1.0, pairs="permutation", teacher_view="image_weak"),
+    "pd_binary": dict(term="pd", weight=1.0, form="binary", teacher_view="image_weak")}
 TEST_ONLY = {"nan_from_step_3", "nan_gradient_from_step_3"}  # registered by tests/train/test_loop.py
 
 
@@ -46,7 +51,7 @@ def _batches(multi_hot=False):
     zeros = np.zeros((B, SIZE, SIZE, 3), np.float32)
     identical = np.broadcast_to(image, (B, SIZE, SIZE, 3)).copy()
     varied = rng.normal(size=(B, SIZE, SIZE, 3)).astype(np.float32)
-    views = lambda x: dict(image=x, image_strong=x, image_view2=x)  # noqa: E731
+    views = lambda x: dict(image=x, image_strong=x, image_view2=x, image_weak=x)  # noqa: E731
     if multi_hot:
         half = (rng.random((B, CLASSES)) < 0.5).astype(np.float32)
         return {"zeros_no_label": dict(base, **views(zeros), label=np.zeros((B, CLASSES), np.float32)),
@@ -60,7 +65,8 @@ def _batches(multi_hot=False):
 
 
 def test_every_registered_term_is_swept():
-    assert set(terms.REGISTRY) - TEST_ONLY == set(TERM_OPTIONS) | set(METRIC_TERM_OPTIONS) | set(MULTILABEL_TERM_OPTIONS)
+    multilabel = {options.get("term", name) for name, options in MULTILABEL_TERM_OPTIONS.items()}
+    assert set(terms.REGISTRY) - TEST_ONLY == set(TERM_OPTIONS) | set(METRIC_TERM_OPTIONS) | multilabel
 
 
 def _sweep(options, student, teacher, task):

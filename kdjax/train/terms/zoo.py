@@ -40,14 +40,17 @@ class AttentionTransfer(Term):
 @register("rkd")
 @dataclasses.dataclass(frozen=True)
 class RKD(Term):
+    """`distance_reduction='rows'`: L2D's multi-label RKD (distance term summed / B, weights 10 and 10)."""
     distance_weight: float = 25.0
     angle_weight: float = 50.0
+    distance_reduction: str = "mean"
     tap: str = "pooled"
     needs_teacher = True
 
     def loss(self, inputs):
         return losses.rkd(inputs.student_taps[self.tap], inputs.teacher_taps[self.tap],
-                          distance_weight=self.distance_weight, angle_weight=self.angle_weight)
+                          distance_weight=self.distance_weight, angle_weight=self.angle_weight,
+                          distance_reduction=self.distance_reduction)
 
 
 @register("pkt")

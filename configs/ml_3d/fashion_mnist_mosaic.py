@@ -1,0 +1,53 @@
+"""Offline multi-label distillation on Fashion-MNIST mosaics (configs/multilabel/fashion_mnist_mosaic.py's data,
+teacher and student; no download): the 3D paper's methods at CPU size, the same teacher, student and step budget
+for every method.
+
+Not a reproduction of a published number: the offline counterpart of Tables B.1-B.3. Teacher ResNet8x4 (width
+0.25) and student ResNet8 (width 0.5), both with ML-Decoder heads of width 128, L2D's recipe scaled down (max LR
+1e-3, 3 epochs, flip only; configs/multilabel/fashion_mnist_mosaic.py); `method=` as configs/ml_3d/common.py
+(student, rkd, pkt, reviewkd, mse, ps, l2d, mld, 3d), with 3D's options `swap_weights`, `ndd_pairs`, and `views`
+(weak = flip, strong = flip + CutoutPIL(0.5) at 56 px here). `teacher_checkpoint=DIR` reuses a trained teacher
+(`<workdir of configs/multilabel/fashion_mnist_mosaic.py>/teacher/checkpoints`); without it the teacher trains first.
+Runtime on 2 CPU cores: teacher about 10 minutes, a student 6-9 minutes.
+
+    python -m experiments.main --config=configs/ml_3d/fashion_mnist_mosaic.py:method=3d,teacher_checkpoint=T/teacher/checkpoints --workdir=W
+"""
+from configs import common
+from configs.ml_3d import common as ml_3d
+from configs.multilabel import common as multilabel
+from configs.multilabel import fashion_mnist_mosaic as base
+
+WEAK, STRONG = "flip", "flip|cutout_pil"
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, runlocal=False, seed=0, method="3d", teacher_checkpoint="", swap_weights=False,
+                           ndd_pairs="images", views="single", lr=1e-3)
+    losses = ml_3d.method_losses(arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs)
+    config = base.get_config(f"seed={arg.seed},lr={arg.lr}")
+    if arg.views not in multilabel.VIEWS:
+        raise ValueError(f"Unknown views {arg.views!r}; valid: {', '.join(multilabel.VIEWS)}")
+    if arg.ndd_pairs == "views" and arg.views != "both":
+        raise ValueError("ndd_pairs='views' pairs each image's weak and strong views: set views=both")
+    if arg.views != "single":
+        config.data.views = {"image": STRONG, "image_weak": WEAK}
+        for name, options in losses.items():
+            if name in ml_3d.TEACHER_VIEW_TERMS:
+                options["teacher_view"] = "image_weak"
+    student = config.stages.student
+    student.losses = losses
+    if arg.method == "student":
+        config.stage_order = ("student",)
+    elif arg.teacher_checkpoint:
+        student.teacher = dict(stage="", checkpoint=arg.teacher_checkpoint, pretrained="", path="", sha256="",
+                               model=dict(base.TEACHER), how_to_get="configs/multilabel/fashion_mnist_mosaic.py")
+        config.stage_order = ("student",)
+    else:
+        student.teacher = dict(stage="teacher", checkpoint="", pretrained="", path="", sha256="", model={},
+                               how_to_get="")
+        config.stage_order = ("teacher", "student")
+    config.info = dict(method=arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs, views=arg.views)
+    if arg.runlocal:
+        common.runlocal(config)
+        config.data.train_split = "train[:64]"
+    return config
