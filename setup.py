@@ -29,9 +29,9 @@ setuptools.setup(
         # pytest-xdist runs the suite on both cores in CI; scipy (reference CDFs) and Pillow (image-folder data)
         # already come with scikit-learn and matplotlib and are named because the tests import them.
         "test": ["pytest>=8", "pytest-xdist>=3", "scipy>=1.10", "pillow>=10"],
-        # tests marked `parity` (skipped without them, never in CI): PyTorch references of the converters and the
-        # metric-learning losses and metrics
-        "parity": ["torch>=2.2", "torchvision>=0.17", "pytorch-metric-learning>=2.5"],
+        # tests marked `parity` (skipped without them, never in CI): PyTorch references of the converters (timm for
+        # RepVGG and Swin) and the metric-learning losses and metrics
+        "parity": ["torch>=2.2", "torchvision>=0.17", "timm>=1.0", "pytorch-metric-learning>=2.5"],
         # benchmarks/ only (never CI): the PyTorch, pytorch-metric-learning, faiss and grain references
         "bench": ["torch>=2.2", "torchvision>=0.17", "pytorch-metric-learning>=2.5", "faiss-cpu>=1.8", "grain>=0.2"],
     },
