@@ -135,6 +135,27 @@ def info(published: tuple | None) -> dict:
                 published_CF1=values and values[2])
 
 
+def one_network_config(arg, *, stage: str, num_epochs: float, cycle_epochs: float | None, published: dict,
+                       evals: dict):
+    """A teacher or a student trained alone on a benchmark (configs/multilabel/teacher.py, student_baseline.py):
+    `arg` has seed, dataset, model, pretrained, nus_wide_root, dtype, runlocal."""
+    config = common.base_config(seed=arg.seed, task="multilabel")
+    config.batch_size = 64
+    config.eval_batch_size = 128
+    config.log_every_steps = 100
+    config.checkpoint.every_steps = 1000
+    config.data = data_block(arg.dataset, nus_wide_root=arg.nus_wide_root)
+    config.evals = evals
+    config.stages[stage] = l2d_stage(model_block(arg.model, dtype=arg.dtype), num_epochs=num_epochs,
+                                     cycle_epochs=cycle_epochs)
+    pretrained_init(config.stages[stage], arg.model, arg.pretrained)
+    config.stage_order = (stage,)
+    config.info = info(published.get((arg.dataset, arg.model), (f"not a {stage} of Tables B.1-B.3", None)))
+    if arg.runlocal:
+        shrink(config)
+    return config
+
+
 def shrink(config, image_size: int = 64) -> None:
     """:runlocal on mock data: 64 px, 64 train images, 2 steps per stage."""
     common.runlocal(config)

@@ -29,19 +29,7 @@ from configs.multilabel import common as multilabel
 def get_config(arg=None):
     arg = common.parse_arg(arg, runlocal=False, seed=0, dataset="voc", model="resnet18", pretrained="",
                            nus_wide_root="", dtype="float32")
-    config = common.base_config(seed=arg.seed, task="multilabel")
-    config.batch_size = 64
-    config.eval_batch_size = 128
-    config.log_every_steps = 100
-    config.checkpoint.every_steps = 1000
-    config.data = multilabel.data_block(arg.dataset, nus_wide_root=arg.nus_wide_root)
-    config.evals = {"eval": dict(type="multilabel")}
-    config.stages.student = multilabel.l2d_stage(multilabel.model_block(arg.model, dtype=arg.dtype),
-                                                 num_epochs=multilabel.STUDENT_EPOCHS)
-    multilabel.pretrained_init(config.stages.student, arg.model, arg.pretrained)
-    config.stage_order = ("student",)
-    config.info = multilabel.info(multilabel.PUBLISHED_STUDENTS.get((arg.dataset, arg.model),
-                                                                    ("not a student of Tables B.1-B.3", None)))
-    if arg.runlocal:
-        multilabel.shrink(config)
-    return config
+    return multilabel.one_network_config(
+        arg, stage="student", num_epochs=multilabel.STUDENT_EPOCHS, cycle_epochs=None,
+        published=multilabel.PUBLISHED_STUDENTS,
+        evals={"eval": dict(type="multilabel")})

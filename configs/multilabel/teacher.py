@@ -36,21 +36,8 @@ from configs.multilabel import common as multilabel
 def get_config(arg=None):
     arg = common.parse_arg(arg, runlocal=False, seed=0, dataset="voc", model="resnet50", pretrained="",
                            nus_wide_root="", dtype="float32")
-    config = common.base_config(seed=arg.seed, task="multilabel")
-    config.batch_size = 64
-    config.eval_batch_size = 128
-    config.log_every_steps = 100
-    config.checkpoint.every_steps = 1000
-    config.data = multilabel.data_block(arg.dataset, nus_wide_root=arg.nus_wide_root)
-    config.evals = {"eval": dict(type="multilabel"),
-                    "train_stats": dict(type="teacher_stats", split="train", every_epochs=1e9)}
-    config.stages.teacher = multilabel.l2d_stage(multilabel.model_block(arg.model, dtype=arg.dtype),
-                                                 num_epochs=multilabel.TEACHER_EPOCHS,
-                                                 cycle_epochs=multilabel.TEACHER_CYCLE_EPOCHS)
-    multilabel.pretrained_init(config.stages.teacher, arg.model, arg.pretrained)
-    config.stage_order = ("teacher",)
-    published = multilabel.PUBLISHED_TEACHERS.get((arg.dataset, arg.model), ("not a teacher of Tables B.1-B.3", None))
-    config.info = multilabel.info(published)
-    if arg.runlocal:
-        multilabel.shrink(config)
-    return config
+    return multilabel.one_network_config(
+        arg, stage="teacher", num_epochs=multilabel.TEACHER_EPOCHS, cycle_epochs=multilabel.TEACHER_CYCLE_EPOCHS,
+        published=multilabel.PUBLISHED_TEACHERS,
+        evals={"eval": dict(type="multilabel"),
+               "train_stats": dict(type="teacher_stats", split="train", every_epochs=1e9)})
