@@ -72,3 +72,18 @@ def sigterm_at(event, stage=None, step=None):
             fired.append(info)
             os.kill(os.getpid(), signal.SIGTERM)
     return on_event
+
+
+def randomise_batch_norm(net, seed: int = 0):
+    """`net` (a torch module) in eval mode with random BatchNorm affine parameters and running statistics, so that
+    parity tests exercise them (torch initialises them to 1 / 0 / 0 / 1, which hides a swapped or dropped tensor)."""
+    import torch
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    return net.eval()

@@ -215,13 +215,7 @@ def test_converted_torchvision_resnets_give_pytorchs_logits(arch):
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
-    net = getattr(torchvision.models, arch)(num_classes=10).eval()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.0)
+    net = helpers.randomise_batch_norm(getattr(torchvision.models, arch)(num_classes=10))
     x = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()

@@ -8,6 +8,7 @@ import pytest
 
 from kdjax import models
 from kdjax.models import imagenet_mobile
+from tests import helpers
 
 
 def _bn(sd, name, c):
@@ -130,15 +131,7 @@ def _reference_network(arch):
     else:
         torchvision = pytest.importorskip("torchvision")
         net = getattr(torchvision.models, arch)(num_classes=10)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.0)
-                m.bias.uniform_(-0.2, 0.2)
-    return torch, net.eval()
+    return torch, helpers.randomise_batch_norm(net)
 
 
 @pytest.mark.parity

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kdjax import models
+from tests import helpers
 
 # (arch, kdjax name): one of each family, small where the family allows
 CASES = [("resnet8", "resnet8"), ("resnet8x4", "resnet8x4"), ("wrn_16_2", "wrn_16_2"), ("vgg8", "vgg8"),
@@ -298,15 +299,7 @@ def torch_reference(arch, seed=0):
     """A PyTorch model of mdistiller's `arch` with random weights and running statistics (eval mode)."""
     import torch
     torch.manual_seed(seed)
-    model = _torch_models()(arch)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.1)
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return model.eval()
+    return helpers.randomise_batch_norm(_torch_models()(arch), seed)
 
 
 @pytest.mark.parametrize("arch,name", CASES)
