@@ -163,3 +163,33 @@ def test_max_pool_2x2_equals_flax_max_pool_with_its_gradient(hw):
     cot = jax.random.normal(jax.random.key(1), reference(x).shape)
     np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(layers.max_pool_2x2(v) * cot))(x),
                                   jax.grad(lambda v: jnp.sum(reference(v) * cot))(x))
+
+
+def test_max_pool_2x2_sends_a_tied_windows_gradient_to_its_first_maximum_as_torch():
+    """A constant background gives equal positive values in a window; torch's max_pool2d (argmax) and flax's
+    nn.max_pool send the whole gradient to the first of them in row-major order. Sharing it changes input
+    gradients: the input-gradient norm of a conv -> ReLU -> pool net differs (what the Jacobian-norm penalty sees)."""
+    from kdjax.models import layers
+    x = jnp.array([[1.0, 1.0, 0.0, 2.0], [1.0, 1.0, 2.0, 2.0], [0.0, 3.0, 5.0, 4.0], [3.0, 3.0, 5.0, 5.0]])
+    grad = jax.grad(lambda v: jnp.sum(layers.max_pool_2x2(v[None, :, :, None])))(x)
+    expected = np.zeros((4, 4), np.float32)
+    expected[0, 0] = expected[0, 3] = expected[2, 1] = expected[2, 2] = 1.0  # first maximum of each window
+    np.testing.assert_array_equal(grad, expected)
+    reference = jax.grad(lambda v: jnp.sum(nn.max_pool(v[None, :, :, None], (2, 2), strides=(2, 2))))(x)
+    np.testing.assert_array_equal(grad, reference)
+    # second order through a tie-heavy net (the Jacobian-norm penalty's path) equals nn.max_pool's
+    image = jnp.full((1, 8, 8, 1), -0.8).at[0, 2:5, 3:6, 0].set(1.5)
+    kernel = jax.random.normal(jax.random.key(0), (3, 3, 1, 4))
+
+    def penalty(k, pool):
+        def net(v):
+            h = jax.nn.relu(jax.lax.conv_general_dilated(v, k, (1, 1), "SAME",
+                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")))
+            return jnp.sum(pool(h))
+        return jnp.sum(jnp.square(jax.grad(net)(image)))
+    flax_pool = lambda h: nn.max_pool(h, (2, 2), strides=(2, 2))  # noqa: E731
+    shared = lambda h: jnp.max(h.reshape(1, 4, 2, 4, 2, 4), axis=(2, 4))  # noqa: E731
+    assert abs(penalty(kernel, shared) - penalty(kernel, flax_pool)) > 1e-3 * penalty(kernel, flax_pool)
+    np.testing.assert_allclose(penalty(kernel, layers.max_pool_2x2), penalty(kernel, flax_pool), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(penalty)(kernel, layers.max_pool_2x2),
+                               jax.grad(penalty)(kernel, flax_pool), rtol=1e-5, atol=1e-6)
