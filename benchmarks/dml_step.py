@@ -70,15 +70,16 @@ def kdjax_step(model_name, batch, losses=None):
     model = models.get_model(model_name, num_classes=0, embedding_dim=64)
     images, labels = batch_of(batch)
     data = parallel.global_batch({"image": images, "label": labels}, mesh)
-    weighted = terms.build_terms(losses or {"multisimilarity": dict(weight=1.0, **MULTISIMILARITY)})
+    weighted = terms.build_terms(losses or {"multisimilarity": dict(weight=1.0, **MULTISIMILARITY)},
+                                 terms.DataFacts(num_classes=batch // 2))
     tx, schedules = optim.make_optimizer(dict(name="adam", weight_decay=0.0), dict(name="constant", base_lr=1e-3),
                                          steps_per_epoch=1, total_steps=1)
     networks = step_lib.Networks(model, None)
-    state = jax.jit(lambda r, b: step_lib.init_state(networks, weighted, tx, r, b, {}, 0, batch // 2),
+    state = jax.jit(lambda r, b: step_lib.init_state(networks, weighted, tx, r, b, {}),
                     out_shardings=parallel.replicated(mesh))(jax.random.key(0), data)
-    train_step = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
+    train_step = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=weighted,
                                          task=tasks.get_task("metric_learning"), schedules=schedules,
-                                         steps_per_epoch=1, num_classes=batch // 2)
+                                         steps_per_epoch=1)
     mem = train_step.lower(state, {}, data).compile().memory_analysis()
     xla_mib = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**20 if mem else 0.
     holder = {"state": state}

@@ -36,13 +36,13 @@ def _inputs(pair, width, batch, methods):
     losses = {}
     for method in methods:
         losses.update(baselines.method_losses(method, pair))
-    weighted = terms.build_terms(losses)
+    weighted = terms.build_terms(losses, terms.DataFacts(num_examples=DATASET_SIZE, num_classes=100))
     return step_lib.Networks(student, teacher), weighted, batch, teacher.init(jax.random.key(0), x, train=False)
 
 
 def time_init(networks, weighted, batch, teacher_vars, options):
     tx = optax.sgd(0.01)
-    fn = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv, DATASET_SIZE),
+    fn = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv),
                  compiler_options=options)  # a new function object: traced and compiled anew
     t0 = time.perf_counter()
     compiled = fn.lower(jax.random.key(1), batch, teacher_vars).compile()

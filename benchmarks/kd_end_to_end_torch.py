@@ -88,9 +88,9 @@ def model(blocks_per_stage: int) -> torch.nn.Module:
 EXPORT = """
 import sys, numpy as np, jax
 from kdjax.train import checkpoint as ckpt_lib
-c = ckpt_lib.Checkpointer(sys.argv[1]); tree, _, _ = c.restore_raw(); c.close()
+variables, _ = ckpt_lib.load_model_variables(sys.argv[1])
 flat = {}
-for prefix, t in (("params", tree["params"]["model"]), ("batch_stats", tree["batch_stats"])):
+for prefix, t in variables.items():
     for path, x in jax.tree_util.tree_leaves_with_path(t):
         flat[prefix + "/" + "/".join(p.key for p in path)] = np.asarray(x)
 np.savez(sys.argv[2], **flat)

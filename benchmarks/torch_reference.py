@@ -1,5 +1,5 @@
 """PyTorch twins of the benchmarked kdjax models and steps (eager mode, NCHW, float32), the reference side of the
-benchmarks. Architectures follow kdjax.models (paper-004 VGG-4/9; mdistiller CIFAR ResNets); parameter counts are
+benchmarks. Architectures follow kdjax.models (the Jacobian-matching paper's VGG-4/9; mdistiller CIFAR ResNets); parameter counts are
 checked against the kdjax models by `parameter_count` in benchmarks/train_step.py."""
 import torch
 import torch.nn as nn

@@ -63,7 +63,7 @@ def kdjax_step(teacher_name, student_name, batch, losses=None):
     networks = step_lib.Networks(student, teacher)
     state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv),
                     out_shardings=parallel.replicated(mesh))(jax.random.key(0), data, teacher_vars)
-    train_step = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
+    train_step = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=weighted,
                                          task=tasks.get_task("classification"), schedules=schedules, steps_per_epoch=1)
     mem = train_step.lower(state, teacher_vars, data).compile().memory_analysis()
     xla_mib = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**20 if mem else 0.

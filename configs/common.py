@@ -1,5 +1,7 @@
-"""Shared config pieces: argument parsing and the blocks every recipe uses."""
+"""Shared config pieces: argument parsing and the blocks every recipe uses (built from `kdjax.schema`)."""
 import ml_collections
+
+from kdjax import schema, teachers
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -23,52 +25,27 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 
 
 def base_config(*, seed: int = 0, task: str = "classification") -> ml_collections.ConfigDict:
-    """Top-level fields every experiment has; recipes fill in `data` and `stages`."""
-    c = ml_collections.ConfigDict()
-    c.seed = seed
-    c.multihost = False              # call jax.distributed.initialize() (TPU pods, Slurm, Open MPI)
-    c.task = task                    # kdjax.tasks: labels, train metrics, default evaluators and headline metric
-    c.batch_size = 64                # global: independent of the device count
-    c.eval_batch_size = 256
-    c.log_every_steps = 50
-    c.eval_every_epochs = 1.0
-    c.evals = ml_collections.ConfigDict()   # empty: the task's evaluators
-    c.best_metric = ""                      # empty: the task's headline metric (its best checkpoint is kept)
-    c.allow_extend = False           # resume a run under a larger step count (logged); any other change is refused
-    c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, max_to_keep=3))
-    c.stage_order = ()
-    c.stages = ml_collections.ConfigDict()
-    c.info = ml_collections.ConfigDict()    # what the config reproduces (published numbers); not read by the trainer
-    return c
+    """Top-level fields every experiment has (`kdjax.schema.Experiment`); recipes fill in `data` and `stages`."""
+    return schema.config_dict(schema.Experiment(seed=seed, task=task))
 
 
 def data_block(name: str, *, train: str = "", eval: str = "", views: dict | None = None, train_split="train",
                eval_split="test", per_class=None, normalization=None) -> ml_collections.ConfigDict:
-    """`train` / `eval`: the ops of the training view 'image' and of evaluation images (kdjax.data.ops), e.g.
-    train='pad_crop(4)|flip'; `views` instead of `train` for several named training views."""
-    return ml_collections.ConfigDict(dict(
-        name=name, data_dir=None, train_split=train_split, eval_split=eval_split, train_classes=None,
-        eval_classes=None, views=views or {"image": train}, eval_view=eval, normalization=normalization,
-        sampler="epoch", samples_per_class=None, sampler_mode=None, per_class=per_class, subset_seed=None,
-        contrast_negatives=None, expect=None), type_safe=False)
+    """The `data` block (`kdjax.schema.Data`). `train` / `eval`: the ops of the training view 'image' and of
+    evaluation images (kdjax.data.ops), e.g. train='pad_crop(4)|flip'; `views` instead of `train` for several
+    named training views."""
+    return schema.config_dict(schema.Data(name=name, train_split=train_split, eval_split=eval_split,
+                                          views=views or {"image": train}, eval_view=eval, per_class=per_class,
+                                          normalization=normalization))
 
 
 def stage(model: dict, losses: dict, *, optimizer: dict, schedule: dict, num_epochs: float,
           teacher: dict | None = None, data: dict | None = None, evals: dict | None = None) -> ml_collections.ConfigDict:
-    """`evals`: this stage's evaluators instead of the config's (e.g. noise robustness for one stage)."""
-    s = ml_collections.ConfigDict(dict(model=model, losses=losses, optimizer=optimizer, schedule=schedule,
-                                       num_epochs=num_epochs, num_steps=None, data=data or {}, evals=evals or {},
-                                       init_from="", init_allow_random=()))
-    s.num_steps = ml_collections.config_dict.placeholder(int)
-    s.batch_size = ml_collections.config_dict.placeholder(int)  # None: the config's global batch_size
-    if teacher is not None:
-        s.teacher = ml_collections.ConfigDict(dict(stage=teacher.get("stage", ""),
-                                                   checkpoint=teacher.get("checkpoint", ""),
-                                                   pretrained=teacher.get("pretrained", ""),
-                                                   path=teacher.get("path", ""), sha256=teacher.get("sha256", ""),
-                                                   model=teacher.get("model", {}),
-                                                   how_to_get=teacher.get("how_to_get", "")))
-    return s
+    """A stage block (`kdjax.schema.Stage`); `evals`: this stage's evaluators instead of the config's (e.g. noise
+    robustness for one stage); `teacher`: the keys of `kdjax.schema.Teacher`."""
+    block = schema.Stage(model=model, losses=losses, optimizer=optimizer, schedule=schedule, num_epochs=num_epochs,
+                         data=data or {}, evals=evals or {})
+    return schema.config_dict(block, teacher=None if teacher is None else schema.Teacher(**teacher))
 
 
 def sgd(weight_decay=5e-4, momentum=0.9, nesterov=False) -> dict:
@@ -104,9 +81,4 @@ def runlocal(config: ml_collections.ConfigDict, steps: int = 2) -> ml_collection
 
 def pretrained_teacher(arch: str, path: str) -> dict:
     """`teacher` block of a published CIFAR-100 teacher of architecture `arch` (kdjax name) read from `path`."""
-    from kdjax import teachers
-    names = [name for name, entry in teachers.REGISTRY.items() if entry.arch == arch]
-    if not names:
-        raise ValueError(f"no published teacher of architecture {arch!r}; published: "
-                         f"{', '.join(f'{n} ({e.arch})' for n, e in teachers.REGISTRY.items())}")
-    return dict(pretrained=names[0], path=path)
+    return dict(pretrained=teachers.of_architecture(arch), path=path)

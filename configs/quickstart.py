@@ -6,8 +6,9 @@ Stages:
 - `student_kd`: VGG-4 at width 0.25 on a 20-images-per-class subset, 0.1 * CE + 0.9 * KD (T = 4, mdistiller
   weights), teacher frozen in eval mode;
 - `student_ce`: the same student, subset, seed and step budget with CE alone.
-The student sees only 200 labelled images, the regime where a teacher's soft labels help most (paper 004 Table 1).
-Runtime: about 3 minutes on 2 CPU cores. At the end `experiments.main` prints the three test accuracies.
+The student sees only 200 labelled images, the regime where a teacher's soft labels help most (Srinivas & Fleuret 2018, Table 1).
+Runtime: about 1 minute on 2 CPU cores (measured: 51-74 s on a 2-core x86-64 machine, jax 0.10.2). At the end
+`experiments.main` prints the three test accuracies.
 
     python -m experiments.main --config=configs/quickstart.py --workdir=/tmp/kdjax_quickstart
 """

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.reproduce import load_config
+from kdjax import config_files
 
 
 def accuracy(predict, batches) -> float:
@@ -34,17 +34,14 @@ def main(argv=None):
     parser.add_argument("--stage", default=None, help="default: the config's last stage")
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args(argv)
+    from kdjax import parallel
     from kdjax.train import checkpoint as ckpt_lib
-    from kdjax.train import loop, recipe, stage
-    config = load_config(args.config)
+    from kdjax.train import recipe, stage
+    config = config_files.load(args.config)
     name = args.stage or recipe.stage_order(config)[-1]
-    spec = next(s for s in loop.validate(config, [name]) if s.name == name)
-    built = stage.Stage(config, spec, None)
-    built.build()
-    checkpointer = ckpt_lib.Checkpointer(os.path.join(args.workdir, name, "checkpoints"))
-    tree, _, step = checkpointer.restore_raw()
-    checkpointer.close()
-    params, stats = tree["params"]["model"], tree["batch_stats"]
+    built = stage.build(recipe.resolve_stage(config, name), parallel.make_mesh())
+    variables, step = ckpt_lib.load_model_variables(os.path.join(args.workdir, name, "checkpoints"))
+    params, stats = variables["params"], variables["batch_stats"]
     model = built.model
 
     @jax.jit

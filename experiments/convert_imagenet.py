@@ -12,9 +12,6 @@ the new head (`('^params/embedding_head/',)` for an embedding model, `('/decoder
 """
 import argparse
 
-import jax
-import numpy as np
-
 from kdjax import models
 from kdjax.models import torch_convert
 from kdjax.train import checkpoint as ckpt_lib
@@ -24,11 +21,7 @@ CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.")
 
 
 def save_teacher_checkpoint(variables: dict, out: str, source: str = "torchvision") -> None:
-    checkpointer = ckpt_lib.Checkpointer(out, asynchronous=False)
-    tree = {"step": np.int32(0), "params": {"model": variables["params"]},
-            "batch_stats": variables.get("batch_stats", {})}
-    checkpointer.save(0, jax.tree.map(np.asarray, tree), {"source": source})
-    checkpointer.close()
+    ckpt_lib.save_model_variables(out, variables, {"source": source})
 
 
 def read_state_dict(path: str) -> dict:
@@ -45,7 +38,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     parser.add_argument("--source", default="torchvision", choices=SOURCES)
     parser.add_argument("--arch", default="resnet34",
-                        choices=sorted({n for s, n in torch_convert.CONVERTERS if s in SOURCES}))
+                        choices=sorted({k.split(':', 1)[1] for k in torch_convert.CONVERTERS if k.split(':')[0] in SOURCES}))
     parser.add_argument("--headless", action="store_true", help="drop the classifier (fc / classifier / head)")
     args = parser.parse_args(argv)
     state_dict = torch_convert.normalise_state_dict(read_state_dict(args.weights))

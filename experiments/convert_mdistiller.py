@@ -17,7 +17,7 @@ from kdjax.models import torch_convert
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", required=True, help=f"one of {', '.join(teachers.REGISTRY)}")
+    parser.add_argument("--teacher", required=True, help=f"one of {', '.join(teachers.TEACHERS.names())}")
     parser.add_argument("--path", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)

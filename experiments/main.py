@@ -13,6 +13,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from kdjax import config_files, errors
+
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/...py[:args]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Experiment directory (checkpoints, logs, results).")
 flags.DEFINE_string("stage", "all", "Stage to run: 'all' or one name from the config's stage_order.")
@@ -48,12 +50,12 @@ def main(argv):
         try:
             order = recipe.stage_order(config)
             if FLAGS.stage != "all" and FLAGS.stage not in order:
-                sys.exit(f"Unknown --stage={FLAGS.stage!r}; valid: 'all' or one of {order}")
+                raise errors.ConfigError(f"Unknown --stage={FLAGS.stage!r}; valid: 'all' or one of {order}")
             stages = order if FLAGS.stage == "all" else [FLAGS.stage]
             specs = loop.validate(config, stages)
-        except recipe.ConfigError as e:
-            sys.exit(f"Config error: {e}")
-        results = loop.run(config, FLAGS.workdir, [s.name for s in specs], argv=sys.argv, validated=True)
+            results = loop.run(config, FLAGS.workdir, [s.name for s in specs], argv=sys.argv, validated=True)
+        except errors.UserError as e:
+            sys.exit(errors.exit_message(e))
         preempted = [r["stage"] for r in results if r["status"] == "preempted"]
         if preempted:
             if jax.process_index() == 0:
@@ -63,5 +65,33 @@ def main(argv):
             print("\nResults (evaluation split):\n" + summary_table(results), flush=True)
 
 
+def _bad_override(argv) -> str:
+    """The first `--config.a.b=value` of `argv` that the config refuses, and why."""
+    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    try:
+        config = config_files.load(config_arg)
+    except Exception:  # noqa: BLE001  (the original error is reported instead)
+        return ""
+    for arg in argv:
+        if arg.startswith("--config."):
+            key, _, value = arg.removeprefix("--config.").partition("=")
+            try:
+                config_files.override(config, key, value)
+            except errors.ConfigError as e:
+                return f"--config.{e}"
+    return ""
+
+
+def parse_flags(argv):
+    """absl's flag parsing, with a bad flag or `--config...` override (an unknown key, a value of the wrong type)
+    reported as one line instead of a traceback."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"Flag error: {e}")
+    except (KeyError, AttributeError, TypeError, ValueError) as e:
+        sys.exit(f"Config error: {_bad_override(argv) or ' '.join(str(e).split())}")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

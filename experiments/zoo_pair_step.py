@@ -34,15 +34,15 @@ def main():
     merged = {}
     for method in baselines.METHODS:
         merged.update(baselines.method_losses(method, args.pair))
-    weighted = terms.build_terms(merged)
+    weighted = terms.build_terms(merged, terms.DataFacts(num_examples=n, num_classes=100))
     networks = step_lib.Networks(student, teacher)
     teacher_vars = teacher.init(jax.random.key(0), x, train=False)
     tx = optax.sgd(0.01)
-    state = ops.jit(lambda r, bt, tv: step_lib.init_state(networks, weighted, tx, r, bt, tv, n), run_once=True)(
+    state = ops.jit(lambda r, bt, tv: step_lib.init_state(networks, weighted, tx, r, bt, tv), run_once=True)(
         jax.random.key(1), batch, teacher_vars)
     train = ops.jit(lambda st, tv, bt: step_lib.train_step(
-        st, tv, bt, networks=networks, weighted_terms=tuple(weighted), task=tasks.get_task("classification"),
-        schedules={"default": optax.constant_schedule(0.01)}, steps_per_epoch=10, dataset_size=n))
+        st, tv, bt, networks=networks, weighted_terms=weighted, task=tasks.get_task("classification"),
+        schedules={"default": optax.constant_schedule(0.01)}, steps_per_epoch=10))
     t0 = time.time()
     new_state, metrics = train(state, teacher_vars, batch)
     jax.block_until_ready(metrics)

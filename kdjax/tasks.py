@@ -14,6 +14,8 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from kdjax.registry import Registry
+
 
 def _classification_metrics(logits, teacher_logits, labels) -> dict:
     top1 = jnp.argmax(logits, axis=-1)
@@ -28,6 +30,16 @@ def _no_metrics(outputs, teacher_outputs, labels) -> dict:
     return {}
 
 
+def _any_outputs(num_outputs: int, num_labels: int) -> None:
+    """A classifier may have other outputs than the data's classes (an ImageNet head on a 67-class dataset)."""
+
+
+def _one_output_per_label(num_outputs: int, num_labels: int) -> None:
+    if num_outputs != num_labels:
+        raise ValueError(f"num_classes={num_outputs}, but the data has {num_labels} labels; a multi-label model has "
+                         "one output per label (remove model.num_classes)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     name: str
@@ -35,18 +47,22 @@ class Task:
     train_metrics: Callable           # (student outputs, teacher outputs or None, labels) -> {name: scalar}, in-jit
     evals: dict                       # default config.evals
     headline: str                     # default config.best_metric
+    check_outputs: Callable = _any_outputs  # (model outputs, data labels) -> None, raises ValueError
+
+    def check_data(self, label_kind: str, split_name: str) -> None:
+        if label_kind != self.label_kind:
+            raise ValueError(f"task {self.name!r} needs {self.label_kind} labels; {split_name} has {label_kind} "
+                             "labels")
 
 
-TASKS = {
-    "classification": Task("classification", "class", _classification_metrics,
-                           {"eval": {"type": "classification"}}, "eval/accuracy"),
-    "metric_learning": Task("metric_learning", "class", _no_metrics,
-                            {"eval": {"type": "retrieval"}}, "eval/recall@1"),
-    "multilabel": Task("multilabel", "multi_hot", _no_metrics, {"eval": {"type": "multilabel"}}, "eval/mAP"),
-}
+TASKS = Registry("task")
+TASKS.register("classification", Task("classification", "class", _classification_metrics,
+                                      {"eval": {"type": "classification"}}, "eval/accuracy"))
+TASKS.register("metric_learning", Task("metric_learning", "class", _no_metrics, {"eval": {"type": "retrieval"}},
+                                       "eval/recall@1"))
+TASKS.register("multilabel", Task("multilabel", "multi_hot", _no_metrics, {"eval": {"type": "multilabel"}},
+                                  "eval/mAP", _one_output_per_label))
 
 
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"Unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
-    return TASKS[name]
+    return TASKS.get(name)

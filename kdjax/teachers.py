@@ -18,6 +18,10 @@ import os
 
 import numpy as np
 
+from kdjax import models
+from kdjax.errors import BadFileError, MissingCheckpointError
+from kdjax.registry import Registry
+
 ACCURACY_TOLERANCE = 1.0  # points of top-1; mdistiller's teachers are single runs, its seeds spread about 0.3
 RELEASES = ("mdistiller's GitHub release `cifar_teachers.tar` (https://github.com/megvii-research/mdistiller/"
             "releases/tag/checkpoints), unpacked with `tar xf cifar_teachers.tar`")
@@ -40,20 +44,26 @@ def _mdistiller(arch, top1, pair, mdistiller_name=None):
                    "configs/cifar100_kd.py (with this model as the teacher)")
 
 
-REGISTRY = {
-    "mdistiller:resnet56": _mdistiller("resnet56", 72.34, None),
-    "mdistiller:resnet110": _mdistiller("resnet110", 74.31, None),
-    "mdistiller:resnet32x4": _mdistiller("resnet32x4", 79.42, "resnet32x4-resnet8x4"),
-    "mdistiller:wrn_40_2": _mdistiller("wrn_40_2", 75.61, "wrn_40_2-wrn_16_2"),
-    "mdistiller:vgg13": _mdistiller("vgg13", 74.64, "vgg13-vgg8"),
-    "mdistiller:ResNet50": _mdistiller("resnet50_cifar", 79.34, "resnet50_cifar-mobilenetv2", "ResNet50"),
-}
+TEACHERS = Registry("pretrained teacher")
+TEACHERS.register("mdistiller:resnet56", _mdistiller("resnet56", 72.34, None))
+TEACHERS.register("mdistiller:resnet110", _mdistiller("resnet110", 74.31, None))
+TEACHERS.register("mdistiller:resnet32x4", _mdistiller("resnet32x4", 79.42, "resnet32x4-resnet8x4"))
+TEACHERS.register("mdistiller:wrn_40_2", _mdistiller("wrn_40_2", 75.61, "wrn_40_2-wrn_16_2"))
+TEACHERS.register("mdistiller:vgg13", _mdistiller("vgg13", 74.64, "vgg13-vgg8"))
+TEACHERS.register("mdistiller:ResNet50", _mdistiller("resnet50_cifar", 79.34, "resnet50_cifar-mobilenetv2", "ResNet50"))
 
 
 def get(name: str) -> Teacher:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown pretrained teacher {name!r}; valid: {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    return TEACHERS.get(name)
+
+
+def of_architecture(arch: str) -> str:
+    """The name of the published teacher of architecture `arch` (a kdjax model name)."""
+    names = TEACHERS.find(lambda name, entry: entry.arch == arch)
+    if not names:
+        published = ", ".join(f"{n} ({e.arch})" for n, e in TEACHERS.items())
+        raise ValueError(f"no published teacher of architecture {arch!r}; published: {published}")
+    return names[0]
 
 
 def resolve_path(name: str, path: str) -> str:
@@ -64,7 +74,7 @@ def resolve_path(name: str, path: str) -> str:
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate
-    raise FileNotFoundError(f"pretrained teacher {name!r}: no checkpoint at {path!r} (looked for "
+    raise MissingCheckpointError(f"pretrained teacher {name!r}: no checkpoint at {path!r} (looked for "
                             f"{candidates[1:]}); it comes from {RELEASES}; pass the unpacked directory or the "
                             f"`{entry.file}` file as teacher.path")
 
@@ -100,13 +110,12 @@ def load(name: str, path: str, *, num_classes: int, expected_sha256: str | None 
     """(variables, record) of the pretrained teacher `name` from `path`; the record (for teacher.json) holds the
     file, its sha256, the expected top-1 and the config that trains an equivalent teacher. A hash that differs from
     the expected one (the stage's `sha256`, else the registry's) is an error: the file is corrupt or another one."""
-    from kdjax import models
     entry = get(name)
     file = resolve_path(name, path)
     digest = sha256(file)  # checked (when one is pinned) before anything in the file is unpickled
     expected = expected_sha256 or entry.sha256
     if expected and digest != expected:
-        raise ValueError(f"pretrained teacher {name!r}: {file} has sha256 {digest}, expected {expected}: the file is "
+        raise BadFileError(f"pretrained teacher {name!r}: {file} has sha256 {digest}, expected {expected}: the file is "
                          f"corrupt or not this teacher; fetch it again from {RELEASES}")
     variables = models.from_torch(entry.arch, read_state_dict(file), source=entry.source, num_classes=num_classes)
     record = {"pretrained": name, "file": os.path.abspath(file), "sha256": digest, "sha256_expected": expected,

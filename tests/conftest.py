@@ -38,11 +38,31 @@ import pytest  # noqa: E402
 def pytest_configure(config):
     config.addinivalue_line("markers", "parity: compares with a PyTorch reference (optional test extra; skipped "
                                        "without torch)")
+    config.addinivalue_line("markers", "trains(*configs): the test trains these configs through the trainer (or "
+                                       "configs of the same recipe), so tests/configs/test_configs.py does not train "
+                                       "them a second time")
+
+
+RUNLOCAL_PARAM = "runlocal_config"  # the parameter of test_configs.py's runlocal test
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselects the runlocal smoke test of every config that a collected test marked `trains` already trains:
+    no config is trained twice in one run, and each one at least once."""
+    covered = {path for item in items for mark in item.iter_markers("trains") for path in mark.args}
+    missing = sorted(p for p in covered if not os.path.exists(os.path.join(os.path.dirname(__file__), "..", p)))
+    if missing:
+        raise pytest.UsageError(f"@pytest.mark.trains names configs that do not exist: {missing}")
+    runlocal = lambda item: getattr(item, "callspec", None) and item.callspec.params.get(RUNLOCAL_PARAM)  # noqa: E731
+    dropped = [item for item in items if runlocal(item) in covered]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_tfds_splits():
     """Opened splits are cached per process; tests mock TFDS with different data, so each starts uncached."""
     from kdjax.data import sources
-    sources._open.cache_clear()
+    sources.open_split.cache_clear()
     yield

@@ -45,14 +45,18 @@ def narrow(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         stage.model.width = NARROW
         if stage.model.get("head") == "ml_decoder":
             stage.model.head_width, stage.model.head_hidden = 32, 64
-        if "teacher" in stage and stage.teacher.model:
+        if stage.get("teacher") and stage.teacher.model:
             stage.teacher.model.width = NARROW
     return config
 
 
-def run_python(code_or_args, *, devices: int | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Runs python in a subprocess at the repo root (a fresh JAX with its own device count)."""
+def run_python(code_or_args, *, devices: int | None = None, timeout: int = 600,
+               user_env: bool = False) -> subprocess.CompletedProcess:
+    """Runs python in a subprocess at the repo root (a fresh JAX with its own device count). `user_env`: without
+    the test run's TensorFlow log settings, as a user's shell would start it."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    if user_env:
+        del env["TF_CPP_MIN_LOG_LEVEL"]
     env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
                                 if not f.startswith("--xla_force_host_platform_device_count"))
     if devices:

@@ -24,15 +24,15 @@ PAIR = "vgg13-vgg8"
 def test_registry_matches_the_published_table_and_the_converters():
     """Each entry converts with its source's converter, and its top-1 is the teacher column of the published pair
     table (configs/baselines, transcribed separately from the mdistiller / RepDistiller READMEs)."""
-    for name, entry in teachers.REGISTRY.items():
-        assert (entry.source, entry.arch) in torch_convert.CONVERTERS, name
+    for name, entry in teachers.TEACHERS.items():
+        assert f"{entry.source}:{entry.arch}" in torch_convert.CONVERTERS, name
         assert entry.arch in models.model_names()
         pairs = [p for p in cifar100.PUBLISHED if p.split("-")[0] == entry.arch]
         for pair in pairs:
             assert cifar100.PUBLISHED[pair][0][0] == entry.top1, (name, pair)
         assert entry.file.endswith("_vanilla/ckpt_epoch_240.pth") and name.split(":")[1] in entry.file
-    assert {teachers.REGISTRY[f"mdistiller:{n}"].top1 for n in ("resnet56", "resnet110")} == {72.34, 74.31}
-    with pytest.raises(ValueError, match=r"unknown pretrained teacher 'mdistiller:resnet9000'; valid: mdistiller:"):
+    assert {teachers.get(f"mdistiller:{n}").top1 for n in ("resnet56", "resnet110")} == {72.34, 74.31}
+    with pytest.raises(ValueError, match=r"unknown pretrained teacher 'mdistiller:resnet9000'; valid pretrained teachers: mdistiller:"):
         teachers.get("mdistiller:resnet9000")
 
 
@@ -67,7 +67,7 @@ def test_accuracy_warning_beyond_the_tolerance():
 def test_config_errors_name_the_choices():
     config = cifar100.get_config(f"runlocal,pair={PAIR},method=kd,teacher_pretrained=/nowhere")
     config.stages.student.teacher.pretrained = "mdistiller:vgg14"
-    with pytest.raises(recipe.ConfigError, match=r"unknown pretrained teacher 'mdistiller:vgg14'; valid:"):
+    with pytest.raises(recipe.ConfigError, match=r"unknown pretrained teacher 'mdistiller:vgg14'; valid pretrained teachers:"):
         recipe.resolve_stage(config, "student")
     config.stages.student.teacher.update(pretrained="mdistiller:vgg13", model=dict(name="vgg8"))
     with pytest.raises(recipe.ConfigError, match=r"contradicts pretrained='mdistiller:vgg13' \(a vgg13\)"):

@@ -36,8 +36,10 @@ def get_config(arg=None):
                              capacity=arg.capacity)
         teacher_data = dict(views={"image": WEAK, "image_view2": WEAK})
     optimizer = common.sgd(weight_decay=5e-4, momentum=0.9)
+    # the spread of the teacher's soft labels at the students' KD temperature (what Theorem 2 is about)
+    evals = {"eval": dict(type="classification"), "soft_labels": dict(type="soft_label_diversity", temperature=4.0)}
     config.stages.teacher = common.stage(dict(name="vgg8", width=0.25), losses, optimizer=optimizer,
-                                         schedule=common.cosine(0.1), num_epochs=1, data=teacher_data)
+                                         schedule=common.cosine(0.1), num_epochs=1, data=teacher_data, evals=evals)
     config.stages.teacher.num_steps = 1200
     config.stages.teacher.batch_size = 128
     student_losses = {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0)}

@@ -1,4 +1,4 @@
-"""Paper 004 Table 2: noise robustness of VGG-9 on CIFAR-100 with a Jacobian-norm penalty.
+"""Srinivas & Fleuret (ICML 2018) Table 2: noise robustness of VGG-9 on CIFAR-100 with a Jacobian-norm penalty.
 
 `:lam=<lambda>` trains CE + lambda * ||grad_x z_y||^2 (kdjax default output: the true-class logit; the paper does
 not say which output) for lambda in {0, 0.1, 1, 10}; `:row=l2` trains with L2 weight decay 1e-3

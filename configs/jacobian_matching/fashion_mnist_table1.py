@@ -1,4 +1,4 @@
-"""Offline analogue of paper 004 Table 1 on Fashion-MNIST (Debian `dataset-fashion-mnist`; no download).
+"""Offline analogue of Srinivas & Fleuret (ICML 2018) Table 1 on Fashion-MNIST (Debian `dataset-fashion-mnist`; no download).
 
 Same protocol as `cifar100_table1.py`, scaled to 2 CPU cores: images resized 28 -> 32 (VGG-9 has five 2x2
 pools), teacher VGG-9 and student VGG-4 at width 0.25 (16..128 channels), teacher 3 epochs on the full train

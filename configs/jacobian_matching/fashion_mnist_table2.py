@@ -1,4 +1,4 @@
-"""Offline analogue of paper 004 Table 2 on Fashion-MNIST: Jacobian-norm penalty and noise robustness.
+"""Offline analogue of Srinivas & Fleuret (ICML 2018) Table 2 on Fashion-MNIST: Jacobian-norm penalty and noise robustness.
 
 VGG-9 at width 0.25 on 32x32 Fashion-MNIST (resized), CE + lambda * ||grad_x z_y||^2 for `:lam=<lambda>`, trained
 on 500 images per class (5,000 images) for 6 epochs at batch 128 with Adam 1e-3 -> 1e-4 at epoch 5, no

@@ -1,4 +1,4 @@
-"""Paper 004 Table 3: transfer from an ImageNet ResNet-34 teacher to a VGG-9 student on MIT Scenes (Indoor-67).
+"""Srinivas & Fleuret (ICML 2018) Table 3: transfer from an ImageNet ResNet-34 teacher to a VGG-9 student on MIT Scenes (Indoor-67).
 
 `:method=<row>,per_class=<n>` (n in 5, 10, 25, 50, 0 = full) with rows (paper Table 3, test top-1 %, 5/10/25/50/full):
 - `ce`          CE on the student from scratch               11.64 / 20.30 / 35.19 / 46.38 / 59.33

@@ -18,11 +18,27 @@ from configs.multilabel import common as multilabel
 from configs.multilabel import fashion_mnist_mosaic as base
 
 WEAK, STRONG = "flip", "flip|cutout_pil"
+# The offline study's cells (configs/ml_3d/offline_study.py): `variant=` sets these arguments at once.
+VARIANTS = {
+    "student": dict(method="student"),
+    "mld": dict(method="mld"),
+    "l2d": dict(method="l2d"),
+    "ps": dict(method="ps"),
+    "3d": dict(method="3d"),
+    "3d_swap": dict(method="3d", swap_weights=True),
+    "3d_views": dict(method="3d", views="both", ndd_pairs="views"),
+    # the control of 3d_views: the same two views (student strong, teacher weak), NDD still across images
+    "3d_two_views": dict(method="3d", views="both"),
+}
 
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, runlocal=False, seed=0, method="3d", teacher_checkpoint="", swap_weights=False,
-                           ndd_pairs="images", views="single", lr=1e-3)
+                           ndd_pairs="images", views="single", lr=1e-3, variant="")
+    if arg.variant:
+        if arg.variant not in VARIANTS:
+            raise ValueError(f"Unknown variant {arg.variant!r}; valid: {', '.join(VARIANTS)}")
+        arg.update(VARIANTS[arg.variant])
     losses = ml_3d.method_losses(arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs)
     config = base.get_config(f"seed={arg.seed},lr={arg.lr}")
     if arg.views not in multilabel.VIEWS:

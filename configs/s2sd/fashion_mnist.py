@@ -1,6 +1,7 @@
 """Offline S2SD on Fashion-MNIST (Debian `dataset-fashion-mnist`): configs/dml/fashion_mnist.py (ResNet-8, 64-d
 embedding, classes 0-4 train / 5-9 retrieve, 1,000 steps of class-balanced batches of 112, Adam 1e-3) with its loss
-wrapped by S2SD: `:loss=<multisimilarity|margin|rmargin|proxyanchor>,variant=<base|dsd|dsda|msd|msda|msdf|msdfa>`.
+wrapped by S2SD: `:loss=<multisimilarity|margin|rmargin|proxyanchor>,variant=<base|dsd|dsda|msd|msda|msdf|msdfa>`;
+a variant ending in `_attached` (`dsd_attached`) lets the distillation reach the branches (`detach_targets=False`).
 
 Not a reproduction of a published number: the supplement's claims (S2SD improves every base loss; F adds on top)
 at CPU size. Branch widths scale with the backbone's 64-d pooled feature as the paper's with ResNet-50's 2048
@@ -23,6 +24,8 @@ def get_config(arg=None):
     arg = common.parse_arg(arg, runlocal=False, seed=0, loss="multisimilarity", variant="msdf", lr=1e-3, gamma=50.0,
                            temperature=1.0, feat_weight=50.0, feat_delay=130, mlp_warmup_epochs=0.0,
                            detach_targets=True)
+    if arg.variant.endswith("_attached"):  # Table 15's ablation: the distillation reaches the branches
+        arg.variant, arg.detach_targets = arg.variant.removesuffix("_attached"), False
     s2sd.check_variant(arg.variant)
     config = dml_fashion_mnist.get_config(f"runlocal={arg.runlocal},seed={arg.seed},loss={arg.loss},lr={arg.lr}")
     (name, options), = config.stages.model.losses.items()

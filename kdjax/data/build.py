@@ -1,26 +1,11 @@
-"""A config's `data` block -> the training and evaluation pipelines of one process.
-
-Keys (DATA_KEYS; every other key is an error):
-- `name`, `data_dir`: the dataset (`kdjax.data.sources`);
-- `train_split`, `eval_split`: split names (`'test[:64]'` slices); `train_classes` / `eval_classes`: optional
-  (lo, hi) class-id ranges (deep metric learning trains on some classes and retrieves the others);
-- `views`: training views, {name: ops}, e.g. {'image': 'pad_crop(4)|flip', 'image_strong': '...|randaugment'};
-  `eval_view`: the ops of evaluation images (`kdjax.data.ops`); `normalization`: applied last in every view
-  (None = the dataset's own constants, or a name, or dict(mean, std); no silent default);
-- `sampler`: 'epoch' (shuffled epochs) or 'class_balanced' with `samples_per_class` and `sampler_mode`
-  ('class_random' or 'm_per_class'); `per_class` + `subset_seed`: a class-balanced few-shot subset of the train split;
-- `contrast_negatives`: K > 0 adds CRD's `contrast_idx` rows to every training batch;
-- `expect`: optional dict(train=(classes, images), eval=(classes, images)) that the splits must match.
-"""
+"""A config's `data` block (`kdjax.schema.Data`, where its keys are declared) -> the training and evaluation
+pipelines of one process."""
 import dataclasses
 
 import numpy as np
 
+from kdjax import schema
 from kdjax.data import contrast, pipeline, samplers, sources
-
-DATA_KEYS = ("name", "data_dir", "train_split", "eval_split", "train_classes", "eval_classes", "views", "eval_view",
-             "normalization", "sampler", "samples_per_class", "sampler_mode", "per_class", "subset_seed",
-             "contrast_negatives", "expect")
 
 
 @dataclasses.dataclass
@@ -35,6 +20,10 @@ class Data:
     @property
     def label_kind(self) -> str:
         return self.train_split.label_kind
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.train_split)
 
     def evaluation(self, split: str) -> pipeline.EvalPipeline:
         """'eval': the evaluation split; 'train': every training example once with the evaluation view (embedding
@@ -51,12 +40,6 @@ class Data:
         raise ValueError(f"evaluation split {split!r}; valid: 'eval', 'train'")
 
 
-def check_keys(cfg: dict) -> None:
-    unknown = sorted(set(cfg) - set(DATA_KEYS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown}; valid keys: {list(DATA_KEYS)}")
-
-
 def _counts(split: sources.Split) -> tuple[int, int]:
     return int(np.count_nonzero(split.class_counts)), len(split)
 
@@ -71,40 +54,40 @@ def _range(value):
     return None if value is None else (int(value[0]), int(value[1]))
 
 
-def build(cfg: dict, *, seed: int, batch_size: int, eval_batch_size: int, process_index: int = 0,
+def _candidates(cfg: schema.Data, split: sources.Split, seed: int, batch_size: int) -> np.ndarray:
+    """The training examples the sampler draws from: the split, or its few-shot subset."""
+    if not cfg.per_class:
+        return np.arange(len(split))
+    subset_seed = seed if cfg.subset_seed is None else int(cfg.subset_seed)
+    chosen = samplers.few_shot_indices(split.labels, int(cfg.per_class), subset_seed)
+    if len(chosen) < batch_size:
+        classes = len(chosen) // int(cfg.per_class)
+        raise ValueError(f"per_class={cfg.per_class} x {classes} classes = {len(chosen)} training examples, fewer "
+                         f"than one global batch of {batch_size}: raise per_class to at least "
+                         f"{-(-batch_size // classes)} or lower the batch size")
+    return chosen
+
+
+def build(cfg, *, seed: int, batch_size: int, eval_batch_size: int, process_index: int = 0,
           process_count: int = 1) -> Data:
-    check_keys(cfg)
-    name, data_dir = cfg["name"], cfg.get("data_dir")
-    train_classes = _range(cfg.get("train_classes"))
-    train_split = sources.get_split(name, cfg.get("train_split", "train"), data_dir=data_dir, classes=train_classes)
-    eval_split = sources.get_split(name, cfg.get("eval_split", "test"), data_dir=data_dir,
-                                   classes=_range(cfg.get("eval_classes")))
-    expect = dict(cfg.get("expect") or {})
+    """`cfg`: a `schema.Data` (or a dict / ConfigDict of its keys)."""
+    if not isinstance(cfg, schema.Data):
+        cfg = schema.resolve(cfg, schema.Data, "data")
+    train_classes = _range(cfg.train_classes)
+    train_split = sources.get_split(cfg.name, cfg.train_split, data_dir=cfg.data_dir, classes=train_classes)
+    eval_split = sources.get_split(cfg.name, cfg.eval_split, data_dir=cfg.data_dir, classes=_range(cfg.eval_classes))
+    expect = dict(cfg.expect or {})
     _expect(train_split, expect.get("train"), "train")
     _expect(eval_split, expect.get("eval"), "eval")
-    norm = pipeline.normalization(name, cfg.get("normalization"))
-
-    candidates = np.arange(len(train_split))
-    if cfg.get("per_class"):
-        subset_seed = cfg.get("subset_seed")
-        candidates = samplers.few_shot_indices(train_split.labels, int(cfg["per_class"]),
-                                               seed if subset_seed is None else int(subset_seed))
-    kind = cfg.get("sampler") or "epoch"
-    if kind == "epoch":
-        sampler = samplers.EpochSampler(candidates, batch_size, seed)
-    elif kind == "class_balanced":
-        sampler = samplers.ClassBalancedSampler(candidates, train_split.labels, batch_size, seed,
-                                                samples_per_class=int(cfg.get("samples_per_class") or 2),
-                                                mode=cfg.get("sampler_mode") or "class_random")
-    else:
-        raise ValueError(f"unknown sampler {kind!r}; valid samplers: {', '.join(samplers.SAMPLERS)}")
+    norm = pipeline.normalization(cfg.name, cfg.normalization)
+    candidates = _candidates(cfg, train_split, seed, batch_size)
+    sampler = samplers.SAMPLERS.get(cfg.sampler or "epoch")(candidates, train_split.labels, batch_size, seed, cfg)
     extras = []
-    if cfg.get("contrast_negatives"):
-        extras.append(contrast.ContrastRows(train_split.labels, candidates, int(cfg["contrast_negatives"]), seed))
-    views = dict(cfg.get("views") or {"image": ""})
-    train = pipeline.TrainPipeline(train_split, sampler, views, seed=seed, norm=norm, process_index=process_index,
-                                   process_count=process_count, extras=extras)
-    evaluation = pipeline.EvalPipeline(eval_split, cfg.get("eval_view") or "", global_batch_size=eval_batch_size,
+    if cfg.contrast_negatives:
+        extras.append(contrast.ContrastRows(train_split.labels, candidates, int(cfg.contrast_negatives), seed))
+    train = pipeline.TrainPipeline(train_split, sampler, dict(cfg.views or {"image": ""}), seed=seed, norm=norm,
+                                   process_index=process_index, process_count=process_count, extras=extras)
+    evaluation = pipeline.EvalPipeline(eval_split, cfg.eval_view or "", global_batch_size=eval_batch_size,
                                        norm=norm, process_index=process_index, process_count=process_count)
     num_classes = train_classes[1] if train_classes else train_split.num_classes
     return Data(train, evaluation, train_split, eval_split, num_classes)

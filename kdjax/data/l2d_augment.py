@@ -17,9 +17,9 @@ counter-clockwise only, as the policy's `rotate_with_fill`). Geometric ops and t
 policy's `fillcolor=(128, 128, 128)`; the Cutout colour of the wheel was not checked, kdjax's reading).
 """
 import numpy as np
-import tensorflow as tf
 
 from kdjax.data import randaugment as ra
+from kdjax.quiet_tensorflow import tf
 
 GREY = 128.0
 NUM_BINS = 10
@@ -34,20 +34,19 @@ def _table(lo, hi, rounded=False):
 OPS = {
     "Invert": (lambda im, v, s: 255.0 - im, _table(0, 0)),
     "Cutout": (lambda im, v, s: im, _table(0, 20, rounded=True)),  # drawn below: it needs its own random centre
-    "Sharpness": (lambda im, v, s: ra._sharpness(im, 1.0 + s * v), _table(0, 0.9)),
-    "AutoContrast": (lambda im, v, s: ra._autocontrast(im, None), _table(0, 0)),
-    "Posterize": (lambda im, v, s: ra._posterize(im, v), _table(8, 4, rounded=True)),
-    "ShearX": (lambda im, v, s: ra._shear_x(im, s * v, GREY), _table(0, 0.3)),
-    "TranslateX": (lambda im, v, s: ra._translate_x(im, s * v, GREY), _table(0, 150 / 331)),
-    "TranslateY": (lambda im, v, s: ra._translate_y(im, s * v, GREY), _table(0, 150 / 331)),
-    "ShearY": (lambda im, v, s: ra._shear_y(im, s * v, GREY), _table(0, 0.3)),
-    "Rotate": (lambda im, v, s: ra._rotate(im, v, GREY), _table(0, 30)),
-    "Equalize": (lambda im, v, s: ra._equalize(im, None), _table(0, 0)),
-    "Contrast": (lambda im, v, s: ra._blend(tf.floor(tf.reduce_mean(ra._grayscale(im)[..., :1]) + 0.5)
-                                            * tf.ones_like(im), im, 1.0 + s * v), _table(0, 0.9)),
-    "Color": (lambda im, v, s: ra._blend(ra._grayscale(im), im, 1.0 + s * v), _table(0, 0.9)),
-    "Solarize": (lambda im, v, s: ra._solarize(im, v), _table(256, 0)),
-    "Brightness": (lambda im, v, s: ra._blend(tf.zeros_like(im), im, 1.0 + s * v), _table(0, 0.9)),
+    "Sharpness": (lambda im, v, s: ra.sharpness(im, 1.0 + s * v), _table(0, 0.9)),
+    "AutoContrast": (lambda im, v, s: ra.autocontrast(im, None), _table(0, 0)),
+    "Posterize": (lambda im, v, s: ra.posterize(im, v), _table(8, 4, rounded=True)),
+    "ShearX": (lambda im, v, s: ra.shear_x(im, s * v, GREY), _table(0, 0.3)),
+    "TranslateX": (lambda im, v, s: ra.translate_x(im, s * v, GREY), _table(0, 150 / 331)),
+    "TranslateY": (lambda im, v, s: ra.translate_y(im, s * v, GREY), _table(0, 150 / 331)),
+    "ShearY": (lambda im, v, s: ra.shear_y(im, s * v, GREY), _table(0, 0.3)),
+    "Rotate": (lambda im, v, s: ra.rotate(im, v, GREY), _table(0, 30)),
+    "Equalize": (lambda im, v, s: ra.equalize(im, None), _table(0, 0)),
+    "Contrast": (lambda im, v, s: ra.contrast(im, 1.0 + s * v), _table(0, 0.9)),
+    "Color": (lambda im, v, s: ra.blend(ra.grayscale(im), im, 1.0 + s * v), _table(0, 0.9)),
+    "Solarize": (lambda im, v, s: ra.solarize(im, v), _table(256, 0)),
+    "Brightness": (lambda im, v, s: ra.blend(tf.zeros_like(im), im, 1.0 + s * v), _table(0, 0.9)),
 }
 NAMES = tuple(OPS)
 

@@ -25,20 +25,13 @@ import inspect
 import math
 from typing import Callable
 
-import tensorflow as tf
 
 from kdjax.data import l2d_augment, randaugment
+from kdjax.quiet_tensorflow import tf
+from kdjax.registry import Registry
 
-OPS: dict[str, Callable] = {}
-
-
-def register(name: str):
-    def wrap(factory):
-        if name in OPS:
-            raise ValueError(f"preprocessing op {name!r} registered twice")
-        OPS[name] = factory
-        return factory
-    return wrap
+OPS = Registry("preprocessing op")
+register = OPS.register
 
 
 def _hwc(image):
@@ -195,7 +188,7 @@ def parse(view: str) -> list[tuple[str, tuple, dict]]:
         except (SyntaxError, ValueError) as e:
             raise ValueError(f"preprocessing op {part!r} in {view!r}: write name or name(literal args)") from e
         if name not in OPS:
-            raise ValueError(f"unknown preprocessing op {name!r} in {view!r}; valid ops: {', '.join(sorted(OPS))}")
+            raise ValueError(f"unknown preprocessing op {name!r} in {view!r}; valid ops: {', '.join(OPS.names())}")
         steps.append((name, args, kwargs))
     return steps
 
@@ -205,7 +198,7 @@ def build(view: str) -> list[Callable]:
     ops = []
     for name, args, kwargs in parse(view):
         try:
-            ops.append(OPS[name](*args, **kwargs))
+            ops.append(OPS.get(name)(*args, **kwargs))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"preprocessing op {name}{inspect.signature(OPS[name])} in {view!r}: {e}") from e
+            raise ValueError(f"preprocessing op {name}{inspect.signature(OPS.get(name))} in {view!r}: {e}") from e
     return ops

@@ -15,18 +15,14 @@ import zlib
 from typing import Iterator, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from kdjax.data import ops as ops_lib
+from kdjax.quiet_tensorflow import tf
 from kdjax.data.sources import Split
-
-# TensorFlow only feeds data here; it must not reserve GPU memory that JAX needs.
-tf.config.set_visible_devices([], "GPU")
 
 # Per-dataset normalisation constants (mean, std per channel, on [0, 1] pixels).
 NORMALIZATION = {
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),  # mdistiller / RepDistiller
-    "reviewkd": ((125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "fashion_mnist": ((0.2860,), (0.3530,)),
     "digits": ((0.3054,), (0.3760,)),  # measured on the 1,437-image train split

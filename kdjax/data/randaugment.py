@@ -9,20 +9,24 @@ MLLD file was not available to check): Brightness/Color/Contrast/Sharpness facto
 bits in [4, 8], Rotate in [-30, 30] degrees, ShearX/Y in [-0.3, 0.3], Solarize threshold in [0, 256], TranslateX/Y
 in [-0.3, 0.3] of the size; geometric ops fill with 0 (PIL's default). Images are uint8 HWC; every random draw
 comes from a stateless seed, so views are reproducible per (seed, epoch, example).
+
+The PIL-style image ops (`blend`, `grayscale`, `autocontrast`, `equalize`, `sharpness`, `contrast`, `affine`,
+`rotate`, `shear_x/y`, `translate_x/y`, `posterize`, `solarize`; float HWC images in [0, 255]) are public: L2D's
+policy (`kdjax.data.l2d_augment`) composes them with its own magnitudes and fill.
 """
 import math
 
-import tensorflow as tf
+from kdjax.quiet_tensorflow import tf
 
 CUTOUT_FILL = (125.0, 123.0, 114.0)
 
 
-def _blend(degenerate, image, factor):
+def blend(degenerate, image, factor):
     """PIL ImageEnhance: degenerate + factor * (image - degenerate), clipped to [0, 255]."""
     return tf.clip_by_value(degenerate + factor * (image - degenerate), 0.0, 255.0)
 
 
-def _grayscale(image):
+def grayscale(image):
     """PIL 'L' conversion weights (ITU-R 601-2), broadcast back to the image's channels."""
     if image.shape[-1] == 1:
         return image
@@ -30,7 +34,7 @@ def _grayscale(image):
     return tf.broadcast_to(gray, tf.shape(image))
 
 
-def _autocontrast(image, _):
+def autocontrast(image, _):
     lo = tf.reduce_min(image, axis=(0, 1), keepdims=True)
     hi = tf.reduce_max(image, axis=(0, 1), keepdims=True)
     scale = tf.where(hi > lo, 255.0 / tf.maximum(hi - lo, 1e-6), 1.0)
@@ -48,11 +52,11 @@ def _equalize_channel(channel):
     return tf.where(step > 0, tf.cast(tf.gather(lut, values), tf.float32), channel)
 
 
-def _equalize(image, _):
+def equalize(image, _):
     return tf.stack([_equalize_channel(image[..., c]) for c in range(image.shape[-1])], axis=-1)
 
 
-def _sharpness(image, factor):
+def sharpness(image, factor):
     """PIL SMOOTH filter (kernel [[1,1,1],[1,5,1],[1,1,1]] / 13) on the interior; borders kept."""
     kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
     channels = image.shape[-1]
@@ -62,10 +66,10 @@ def _sharpness(image, factor):
     degenerate = tf.pad(smooth, [[1, 1], [1, 1], [0, 0]])
     interior = tf.pad(tf.ones_like(smooth), [[1, 1], [1, 1], [0, 0]])
     degenerate = interior * degenerate + (1.0 - interior) * image
-    return _blend(degenerate, image, factor)
+    return blend(degenerate, image, factor)
 
 
-def _affine(image, matrix, fill=0.0):
+def affine(image, matrix, fill=0.0):
     """PIL's Image.transform(AFFINE, matrix, NEAREST): output pixel centre (x + .5, y + .5) samples the input at
     matrix @ (x + .5, y + .5, 1) in continuous coordinates; `fill` outside (PIL's default 0). TF's op works on pixel indices, hence the
     half-pixel shifts folded into the translation."""
@@ -78,57 +82,61 @@ def _affine(image, matrix, fill=0.0):
     return out[0]
 
 
-def _rotate(image, degrees, fill=0.0):
+def rotate(image, degrees, fill=0.0):
     h, w = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
     t = degrees * math.pi / 180.0
     cx, cy = w / 2.0, h / 2.0
     c, s = tf.cos(t), tf.sin(t)
     # counter-clockwise rotation about the centre, as PIL's Image.rotate
-    return _affine(image, tf.stack([c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy]), fill)
+    return affine(image, tf.stack([c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy]), fill)
 
 
-def _shear_x(image, v, fill=0.0):
-    return _affine(image, tf.stack([1.0, v, 0.0, 0.0, 1.0, 0.0]), fill)
+def shear_x(image, v, fill=0.0):
+    return affine(image, tf.stack([1.0, v, 0.0, 0.0, 1.0, 0.0]), fill)
 
 
-def _shear_y(image, v, fill=0.0):
-    return _affine(image, tf.stack([1.0, 0.0, 0.0, v, 1.0, 0.0]), fill)
+def shear_y(image, v, fill=0.0):
+    return affine(image, tf.stack([1.0, 0.0, 0.0, v, 1.0, 0.0]), fill)
 
 
-def _translate_x(image, v, fill=0.0):
-    return _affine(image, tf.stack([1.0, 0.0, v * tf.cast(tf.shape(image)[1], tf.float32), 0.0, 1.0, 0.0]), fill)
+def translate_x(image, v, fill=0.0):
+    return affine(image, tf.stack([1.0, 0.0, v * tf.cast(tf.shape(image)[1], tf.float32), 0.0, 1.0, 0.0]), fill)
 
 
-def _translate_y(image, v, fill=0.0):
-    return _affine(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, v * tf.cast(tf.shape(image)[0], tf.float32)]), fill)
+def translate_y(image, v, fill=0.0):
+    return affine(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, v * tf.cast(tf.shape(image)[0], tf.float32)]), fill)
 
 
-def _posterize(image, bits):
+def contrast(image, factor):
+    """PIL ImageEnhance.Contrast: blend with the image's mean grey level (rounded as PIL does)."""
+    return blend(tf.floor(tf.reduce_mean(grayscale(image)[..., :1]) + 0.5) * tf.ones_like(image), image, factor)
+
+
+def posterize(image, bits):
     shift = 8 - tf.cast(tf.round(bits), tf.int32)
     return tf.cast(tf.bitwise.left_shift(tf.bitwise.right_shift(tf.cast(image, tf.int32), shift), shift), tf.float32)
 
 
-def _solarize(image, threshold):
+def solarize(image, threshold):
     return tf.where(image < threshold, image, 255.0 - image)
 
 
 # (name, op(image float HWC in [0, 255], magnitude), low, high)
 OPS = (
-    ("AutoContrast", _autocontrast, 0.0, 1.0),
-    ("Brightness", lambda im, f: _blend(tf.zeros_like(im), im, f), 0.05, 0.95),
-    ("Color", lambda im, f: _blend(_grayscale(im), im, f), 0.05, 0.95),
-    ("Contrast", lambda im, f: _blend(tf.floor(tf.reduce_mean(_grayscale(im)[..., :1]) + 0.5) * tf.ones_like(im),
-                                      im, f), 0.05, 0.95),
-    ("Equalize", _equalize, 0.0, 1.0),
+    ("AutoContrast", autocontrast, 0.0, 1.0),
+    ("Brightness", lambda im, f: blend(tf.zeros_like(im), im, f), 0.05, 0.95),
+    ("Color", lambda im, f: blend(grayscale(im), im, f), 0.05, 0.95),
+    ("Contrast", contrast, 0.05, 0.95),
+    ("Equalize", equalize, 0.0, 1.0),
     ("Identity", lambda im, _: im, 0.0, 1.0),
-    ("Posterize", _posterize, 4.0, 8.0),
-    ("Rotate", _rotate, -30.0, 30.0),
-    ("Sharpness", _sharpness, 0.05, 0.95),
-    ("ShearX", _shear_x, -0.3, 0.3),
-    ("ShearY", _shear_y, -0.3, 0.3),
-    ("Solarize", _solarize, 0.0, 256.0),
-    ("TranslateX", _translate_x, -0.3, 0.3),
-    ("TranslateY", _translate_y, -0.3, 0.3),
+    ("Posterize", posterize, 4.0, 8.0),
+    ("Rotate", rotate, -30.0, 30.0),
+    ("Sharpness", sharpness, 0.05, 0.95),
+    ("ShearX", shear_x, -0.3, 0.3),
+    ("ShearY", shear_y, -0.3, 0.3),
+    ("Solarize", solarize, 0.0, 256.0),
+    ("TranslateX", translate_x, -0.3, 0.3),
+    ("TranslateY", translate_y, -0.3, 0.3),
 )
 
 

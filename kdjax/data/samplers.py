@@ -14,7 +14,8 @@ import warnings
 
 import numpy as np
 
-SAMPLERS = ("epoch", "class_balanced")
+from kdjax.registry import Registry
+
 CLASS_BALANCED_MODES = ("class_random", "m_per_class")
 
 
@@ -89,3 +90,10 @@ class ClassBalancedSampler:
         chosen = rng.choice(len(self.members), n_classes, replace=False)
         return np.concatenate([rng.choice(self.members[c], self.m, replace=len(self.members[c]) < self.m)
                                for c in chosen])
+
+
+# name -> factory(candidates, labels, batch_size, seed, data block) -> sampler (`sampler(step)` -> global indices)
+SAMPLERS = Registry("sampler")
+SAMPLERS.register("epoch", lambda candidates, labels, batch_size, seed, cfg: EpochSampler(candidates, batch_size, seed))
+SAMPLERS.register("class_balanced", lambda candidates, labels, batch_size, seed, cfg: ClassBalancedSampler(
+    candidates, labels, batch_size, seed, samples_per_class=int(cfg.samples_per_class), mode=cfg.sampler_mode))

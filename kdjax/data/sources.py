@@ -8,7 +8,8 @@ decoded by the input pipeline per step, so a dataset never has to fit in RAM dec
 Dataset names:
 - `digits`: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), a fixed stratified split of 1,437 train /
   360 test images (random_state 0), pixel values 0..16 scaled to 0..255;
-- `fashion_mnist`: the IDX files of Debian's `dataset-fashion-mnist` package (60,000 / 10,000 28x28 images);
+- `fashion_mnist`: the IDX files of Debian's `dataset-fashion-mnist` package (60,000 / 10,000 28x28 images), or of
+  the folder `data.data_dir` or $KDJAX_FASHION_MNIST_DIR names;
 - `fashion_mnist_mosaic`: multi-label 2x2 mosaics of those images (24,000 / 4,000, 10 labels; `kdjax.data.mosaic`);
 - any TFDS name (`cifar100`, `caltech_birds2011`, `tfds:fashion_mnist` to force TFDS for a name used above):
   random access through `tfds.data_source` when the dataset was prepared as ArrayRecord; a split prepared as
@@ -31,13 +32,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from kdjax.data import mosaic, multilabel_datasets
+from kdjax.registry import Registry
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_ENV = "KDJAX_FASHION_MNIST_DIR"
 _FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-OFFLINE_NAMES = ("digits", "fashion_mnist", "fashion_mnist_mosaic")
 TFDS_PREFIX = "tfds:"
 FOLDER_PREFIX = "folder:"
 TINY_IMAGENET_PREFIX = "tiny_imagenet:"
@@ -122,7 +124,8 @@ def _array_split(dataset, split, images, labels, num_classes):
 
 
 @functools.cache
-def _digits() -> dict:
+def _digits(data_dir=None) -> dict:
+    del data_dir  # bundled with scikit-learn
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     digits = load_digits()
@@ -133,7 +136,7 @@ def _digits() -> dict:
             "test": _array_split("digits", "test", x_te, y_te, 10)}
 
 
-def _read_idx(path: str) -> np.ndarray:
+def read_idx(path: str) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         data = f.read()
     ndim = data[3]
@@ -141,8 +144,19 @@ def _read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+def fashion_mnist_directory(data_dir: str | None = None) -> str:
+    """Where the Fashion-MNIST IDX files are: `data.data_dir`, else $KDJAX_FASHION_MNIST_DIR, else Debian's
+    `dataset-fashion-mnist` location."""
+    return data_dir or os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR
+
+
+def fashion_mnist(data_dir: str | None = None) -> dict:
+    """{'train', 'test'} Splits of Fashion-MNIST read from its four IDX files (`fashion_mnist_directory`)."""
+    return _fashion_mnist_from(fashion_mnist_directory(data_dir))
+
+
 @functools.cache
-def _fashion_mnist(directory: str = FASHION_MNIST_DIR) -> dict:
+def _fashion_mnist_from(directory: str) -> dict:
     splits = {}
     for split, (image_file, label_file) in _FASHION_MNIST_FILES.items():
         paths = [os.path.join(directory, f) for f in (image_file, label_file)]
@@ -150,23 +164,22 @@ def _fashion_mnist(directory: str = FASHION_MNIST_DIR) -> dict:
         if missing:
             raise FileNotFoundError(
                 f"Fashion-MNIST files not found: {missing}. Install them with "
-                "`apt-get install -y dataset-fashion-mnist` (Debian/Ubuntu), or set "
+                "`apt-get install -y dataset-fashion-mnist` (Debian/Ubuntu, as root), or point "
+                f"${FASHION_MNIST_ENV} (or data.data_dir) at a folder holding the four IDX files of "
+                "https://github.com/zalandoresearch/fashion-mnist, or set "
                 f"data.name='{TFDS_PREFIX}fashion_mnist' to download the dataset through TFDS.")
-        splits[split] = _array_split("fashion_mnist", split, _read_idx(paths[0])[..., None], _read_idx(paths[1]), 10)
+        splits[split] = _array_split("fashion_mnist", split, read_idx(paths[0])[..., None], read_idx(paths[1]), 10)
     return splits
 
 
 @functools.cache
-def _fashion_mnist_mosaic() -> dict:
+def _fashion_mnist_mosaic(data_dir=None) -> dict:
     splits = {}
-    for split, single in _fashion_mnist().items():
+    for split, single in fashion_mnist(data_dir).items():
         images, labels = mosaic.build(single.images, single.labels, mosaic.SIZES[split], mosaic.SEEDS[split])
         splits[split] = Split(f"fashion_mnist_mosaic:{split}", labels, len(mosaic.NAMES), mosaic.NAMES,
                               images=images, channels=1)
     return splits
-
-
-_OFFLINE = {"digits": _digits, "fashion_mnist": _fashion_mnist, "fashion_mnist_mosaic": _fashion_mnist_mosaic}
 
 
 # ---- TFDS -----------------------------------------------------------------------------------------------------------
@@ -187,10 +200,9 @@ def _tfds_builder(name: str, data_dir):
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
         close = difflib.get_close_matches(name, tfds.list_builders(), n=5)
-        raise ValueError(f"Unknown dataset {name!r}: neither an offline source ({', '.join(OFFLINE_NAMES)}), "
-                         f"'{FOLDER_PREFIX}<root>', '{TINY_IMAGENET_PREFIX}<root>', "
-                         f"'{multilabel_datasets.NUS_WIDE_PREFIX}<root>' nor a TFDS builder. Close TFDS "
-                         f"names: {close or 'none'}") from e
+        known = ", ".join(n + "<root>" if n.endswith(":") else n for n in DATASETS.names())
+        raise ValueError(f"Unknown dataset {name!r}: neither a registered dataset ({known}) nor a TFDS builder. "
+                         f"Close TFDS names: {close or 'none'}") from e
 
 
 class _FeatureColumn(Sequence):
@@ -314,21 +326,44 @@ def _nus_wide_split(root: str, split: str) -> Split:
 
 
 # ---- entry point ----------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=32)
-def _open(name: str, split: str, data_dir) -> Split:
-    if name.startswith(FOLDER_PREFIX):
-        return _folder_split(os.path.expanduser(name.removeprefix(FOLDER_PREFIX)), split)
-    if name.startswith(TINY_IMAGENET_PREFIX):
-        return _tiny_imagenet_split(os.path.expanduser(name.removeprefix(TINY_IMAGENET_PREFIX)), split)
-    if name.startswith(multilabel_datasets.NUS_WIDE_PREFIX):
-        return _nus_wide_split(os.path.expanduser(name.removeprefix(multilabel_datasets.NUS_WIDE_PREFIX)), split)
-    if name in OFFLINE_NAMES:
-        splits = _OFFLINE[name]()
-        if split not in splits:
-            raise ValueError(f"Dataset {name!r} has no split {split!r}; valid splits: {sorted(splits)} "
+def _offline(splits: Callable[[], dict]) -> Callable:
+    def open_split(name, split, data_dir):
+        available = splits(data_dir)
+        if split not in available:
+            raise ValueError(f"Dataset {name!r} has no split {split!r}; valid splits: {sorted(available)} "
                              "(optionally sliced as 'name[:N]')")
-        return splits[split]
-    return _tfds_split(name.removeprefix(TFDS_PREFIX), split, data_dir)
+        return available[split]
+    return open_split
+
+
+# name -> open(argument, split, data_dir) -> Split. A name ending in ':' is a family taking what follows it (a root
+# directory, a TFDS name); every unregistered name is a TFDS builder.
+DATASETS = Registry("dataset")
+DATASETS.register("digits", _offline(_digits))
+DATASETS.register("fashion_mnist", _offline(fashion_mnist))
+DATASETS.register("fashion_mnist_mosaic", _offline(_fashion_mnist_mosaic))
+DATASETS.register(FOLDER_PREFIX, lambda root, split, data_dir: _folder_split(root, split))
+DATASETS.register(TINY_IMAGENET_PREFIX, lambda root, split, data_dir: _tiny_imagenet_split(root, split))
+DATASETS.register(multilabel_datasets.NUS_WIDE_PREFIX, lambda root, split, data_dir: _nus_wide_split(root, split))
+DATASETS.register(TFDS_PREFIX, _tfds_split)
+
+
+def _source(name: str) -> tuple[Callable, str]:
+    """(opener, its argument) for a dataset name."""
+    if name in DATASETS:
+        return DATASETS.get(name), name
+    family, colon, rest = name.partition(":")
+    if colon and family + colon in DATASETS:
+        argument = rest if family + colon == TFDS_PREFIX else os.path.expanduser(rest)
+        return DATASETS.get(family + colon), argument
+    return DATASETS.get(TFDS_PREFIX), name
+
+
+@functools.lru_cache(maxsize=32)
+def open_split(name: str, split: str, data_dir) -> Split:
+    """Split `split` of dataset `name`, opened once per process (labels read, images reachable)."""
+    opener, argument = _source(name)
+    return opener(argument, split, data_dir)
 
 
 def get_split(name: str, split: str, *, data_dir: str | None = None,
@@ -336,17 +371,9 @@ def get_split(name: str, split: str, *, data_dir: str | None = None,
     """Opens (once per process) split `split` of dataset `name`; optionally the first N (`'test[:N]'`) and only
     the classes in [lo, hi) (`classes=(lo, hi)`, applied before the slice)."""
     base, first = parse_split(split)
-    result = _open(name, base, data_dir)
+    result = open_split(name, base, data_dir)
     if classes is not None:
         result = result.with_classes(*classes)
     if first is not None:
         result = result.take(np.arange(min(first, len(result))), f"{result.name}[:{first}]")
     return result
-
-
-def check_dataset_name(name: str, data_dir: str | None = None) -> None:
-    """Raises ValueError (naming close matches) for a name that is no offline, folder or TFDS dataset."""
-    if name in OFFLINE_NAMES or name.startswith((FOLDER_PREFIX, TINY_IMAGENET_PREFIX,
-                                                 multilabel_datasets.NUS_WIDE_PREFIX)):
-        return
-    _tfds_builder(name.removeprefix(TFDS_PREFIX), data_dir)

@@ -2,13 +2,18 @@
 
 An evaluator is built from one entry of `config.evals` (`{name: dict(type=..., every_epochs=..., **options)}`;
 the options are the keyword arguments of its class) and returns `{metric: value}`; the trainer logs them as
-`<name>/<metric>`. Evaluators own their jitted programs (compiled once per stage).
+`<name>/<metric>`. Evaluators own their jitted programs (compiled once per stage). Each registers its class in
+`EVALUATORS` under the name configs use as `type`.
 """
 import inspect
 
 import numpy as np
 
 from kdjax import ops, parallel
+from kdjax.registry import Registry
+
+
+EVALUATORS = Registry("evaluator")
 
 
 class Evaluator:

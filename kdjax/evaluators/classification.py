@@ -1,12 +1,13 @@
 """Top-1, top-5 and cross-entropy of a classifier, accumulated in-jit (clu metrics), with optional accuracy under
-Gaussian input noise (the robustness evaluation of Srinivas & Fleuret 2018, Table 2)."""
+Gaussian input noise (the robustness evaluation of Srinivas & Fleuret 2018, Table 2); and the spread of its soft
+labels."""
 import flax
 import jax
 import jax.numpy as jnp
 from clu import metrics as clu_metrics
 
-from kdjax import ops, parallel
-from kdjax.evaluators.base import Evaluator
+from kdjax import metrics, ops, parallel
+from kdjax.evaluators.base import EVALUATORS, Evaluator, collect_outputs
 
 
 @flax.struct.dataclass
@@ -28,6 +29,7 @@ def _batch_metrics(apply_fn, variables, batch, noise_std=0.0, key=None) -> _Metr
     return _Metrics.single_from_model_output(logits=logits, labels=labels, top5=top5, loss=loss, mask=batch["_mask"])
 
 
+@EVALUATORS.register("classification")
 class Classification(Evaluator):
     """`accuracy`, `top5`, `loss`, and `accuracy_noise_<std>` for every std of `noise_sigmas` (noise on the
     normalised images; batch i's noise is drawn from fold_in(key(noise_seed), i): the same noise for every model,
@@ -61,3 +63,20 @@ class Classification(Evaluator):
             if sigma:
                 result[f"accuracy_noise_{sigma:g}"] = self._pass(apply_fn, variables, sigma)["accuracy"]
         return result
+
+
+@EVALUATORS.register("soft_label_diversity")
+class SoftLabelDiversity(Evaluator):
+    """`intra_class_distance` and `non_target_entropy` of the classifier's soft labels softmax(z / temperature) on
+    the split (`kdjax.metrics.soft_label_diversity`): what a teacher's soft labels tell a student beyond the class."""
+
+    def __init__(self, *, mesh, data, temperature: float = 4.0):
+        super().__init__(mesh=mesh, data=data)
+        if temperature <= 0:
+            raise ValueError(f"soft_label_diversity: temperature={temperature} must be > 0")
+        self.temperature = float(temperature)
+        self._cache = {}
+
+    def run(self, apply_fn, variables) -> dict[str, float]:
+        logits, labels = collect_outputs(apply_fn, variables, self.data, self.mesh, cache=self._cache)
+        return metrics.soft_label_diversity(logits, labels, temperature=self.temperature)

@@ -7,10 +7,11 @@ dropped, then scored in NumPy (AP needs a global ranking per label).
   accuracy of sigmoid >= 0.5, mean score on positive and on negative labels.
 """
 from kdjax import metrics
-from kdjax.evaluators.base import Evaluator, collect_outputs
+from kdjax.evaluators.base import EVALUATORS, Evaluator, collect_outputs
 from kdjax.metrics.multilabel import CONVENTIONS
 
 
+@EVALUATORS.register("multilabel")
 class MultiLabel(Evaluator):
     def __init__(self, *, mesh, data, conventions=CONVENTIONS):
         super().__init__(mesh=mesh, data=data)
@@ -30,6 +31,7 @@ class MultiLabel(Evaluator):
         return result
 
 
+@EVALUATORS.register("teacher_stats")
 class TeacherStats(Evaluator):
     def __init__(self, *, mesh, data):
         super().__init__(mesh=mesh, data=data)

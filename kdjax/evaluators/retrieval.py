@@ -6,9 +6,10 @@ default: S2SD's mAP@R column) and NMI of k-means clusters (`nmi`, k = number of 
 `EmbeddingSpace` (type 'embedding_space', usually with split='train') logs pi_ratio and the spectral decay rho.
 """
 from kdjax import metrics
-from kdjax.evaluators.base import Evaluator, collect_outputs
+from kdjax.evaluators.base import EVALUATORS, Evaluator, collect_outputs
 
 
+@EVALUATORS.register("retrieval")
 class Retrieval(Evaluator):
     def __init__(self, *, mesh, data, ks=(1, 2, 4, 8), map_at_r: bool = True, roth_map_r=1000, nmi: bool = True,
                  nmi_backend: str = "sklearn", num_clusters=None, seed: int = 0):
@@ -29,6 +30,7 @@ class Retrieval(Evaluator):
         return result
 
 
+@EVALUATORS.register("embedding_space")
 class EmbeddingSpace(Evaluator):
     """`pi_ratio`, the density, and `rho`, the spectral decay without the `drop` largest singular values."""
     lower_is_better = frozenset()

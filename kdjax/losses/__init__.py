@@ -1,6 +1,16 @@
-"""Pure JAX loss functions: arrays in, scalar out, usable under jit/grad/vmap.
+"""Pure JAX loss functions: arrays in, a scalar out, usable under jit / grad / vmap. No Flax, no configs.
 
-No Flax, no configs. Teacher arrays are not stop-gradient'ed here; the caller decides which side is constant.
+One API for all of them:
+- arrays first, hyper-parameters keyword-only; a hyper-parameter given as a Python number is checked (a negative
+  temperature, margin or weight is a ValueError naming it);
+- the result is a scalar that `jax.grad` differentiates as it stands, with the reduction of the PyTorch reference
+  named in each docstring (so published loss weights transfer); where per-example values make sense
+  (`cross_entropy`, `kd`, `logit_mse`, `dkd`, `focal_bce`, `mld`, `similarity_kl`) `reduction='none'` returns them;
+- diagnostics come from separate functions (`margin_statistics`, `ndd_valid_pairs`, `multi_similarity_masks`);
+- the two stateful losses (`crd`, `icd_intra`; `STATEFUL`) return `(loss, new_state)`: differentiate them with
+  `jax.grad(..., has_aux=True)`;
+- teacher arrays are not stop-gradient'ed here: the caller decides which side is constant. The Jacobian losses take
+  the networks as callables and treat the teacher as constant.
 """
 from kdjax.losses.common import l2_normalize
 from kdjax.losses.contrastive import (crd, crd_init_state, crd_update_memory, icd_fire_plan, icd_init_cache,
@@ -9,22 +19,31 @@ from kdjax.losses.features import adaptive_avg_pool, attention_transfer, fitnet,
 from kdjax.losses.jacobian import (attention_jacobian_matching, attention_map, input_gradients, jacobian_matching,
                                    jacobian_matching_jvp, jacobian_norm_penalty)
 from kdjax.losses.logits import cross_entropy, dkd, kd, logit_mse, mlld
-from kdjax.losses.metric import margin, multi_similarity, multi_similarity_masks, proxy_anchor
+from kdjax.losses.metric import margin, margin_statistics, multi_similarity, multi_similarity_masks, proxy_anchor
+from kdjax.losses.mining import (distance_log_weights, distance_weighted_triplets, distance_weights,
+                                 rho_distance_triplets)
 from kdjax.losses.multilabel import (focal_bce, huber_distance, led, led_class_aware, led_instance_aware, mld,
                                     multilabel_mse, ndd_valid_pairs, negative_discrepancy, partial_softmax,
                                     positive_divide)
-from kdjax.losses.mining import (distance_log_weights, distance_weighted_triplets, distance_weights,
-                                 rho_distance_triplets)
 from kdjax.losses.relational import pkt, rkd
 from kdjax.losses.similarity import similarity_kl
 
-__all__ = [
-    "adaptive_avg_pool", "attention_jacobian_matching", "attention_map", "attention_transfer", "crd",
-    "crd_init_state", "crd_update_memory", "cross_entropy", "icd_fire_plan", "icd_init_cache", "icd_intra",
-    "icd_margin", "dkd", "fitnet", "input_gradients", "jacobian_matching",
-    "jacobian_matching_jvp", "jacobian_norm_penalty", "kd", "logit_mse", "mlld", "ofd", "ofd_margins", "pkt",
-    "review_hcl", "rkd", "vid", "margin", "multi_similarity", "multi_similarity_masks", "proxy_anchor",
-    "distance_log_weights", "focal_bce", "huber_distance", "led", "led_class_aware", "led_instance_aware",
-    "mld", "multilabel_mse", "ndd_valid_pairs", "negative_discrepancy", "partial_softmax", "positive_divide", "distance_weighted_triplets", "distance_weights", "rho_distance_triplets",
-    "similarity_kl", "l2_normalize",
-]
+# Scalar losses (differentiable as they stand).
+LOSSES = (
+    "cross_entropy", "kd", "logit_mse", "dkd", "mlld",                                      # logits
+    "fitnet", "attention_transfer", "ofd", "review_hcl", "vid",                            # features
+    "rkd", "pkt", "similarity_kl",                                                         # relations
+    "multi_similarity", "margin", "proxy_anchor",                                          # metric learning
+    "focal_bce", "mld", "led", "led_class_aware", "led_instance_aware", "huber_distance",  # multi-label
+    "partial_softmax", "positive_divide", "negative_discrepancy", "multilabel_mse",
+    "jacobian_matching", "jacobian_matching_jvp", "jacobian_norm_penalty",
+    "attention_jacobian_matching",                                                         # Jacobians
+)
+STATEFUL = ("crd", "icd_intra")  # (loss, new_state)
+# What the losses are built from: state initialisers and updates, miners, margins, masks, statistics.
+HELPERS = ("adaptive_avg_pool", "attention_map", "crd_init_state", "crd_update_memory", "icd_fire_plan",
+           "icd_init_cache", "icd_margin", "input_gradients", "l2_normalize", "margin_statistics",
+           "multi_similarity_masks", "distance_log_weights", "distance_weighted_triplets", "distance_weights",
+           "rho_distance_triplets", "ndd_valid_pairs", "ofd_margins")
+
+__all__ = list(LOSSES + STATEFUL + HELPERS) + ["LOSSES", "STATEFUL", "HELPERS"]

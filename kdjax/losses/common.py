@@ -28,3 +28,36 @@ def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array
 def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
     """torch's F.normalize: x / max(||x||, 1e-12), with a finite gradient at x = 0."""
     return x / jnp.maximum(safe_norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+def _numbers(values: dict):
+    """The hyper-parameters given as Python numbers (arrays and tracers are the caller's to check)."""
+    return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def check_positive(where: str = "", **values) -> None:
+    """Raises ValueError for a hyper-parameter <= 0 given as a Python number (a temperature, a scale)."""
+    for name, value in _numbers(values).items():
+        if not value > 0:
+            raise ValueError(f"{where + ': ' if where else ''}{name}={value} must be > 0")
+
+
+def check_non_negative(where: str = "", **values) -> None:
+    """Raises ValueError for a hyper-parameter < 0 given as a Python number (a margin, a weight, an exponent)."""
+    for name, value in _numbers(values).items():
+        if not value >= 0:
+            raise ValueError(f"{where + ': ' if where else ''}{name}={value} must be >= 0")
+
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def reduce(per_example: jax.Array, reduction: str, where: str) -> jax.Array:
+    """'mean' over the batch, 'sum', or 'none' (the [B] per-example values)."""
+    if reduction == "mean":
+        return jnp.mean(per_example)
+    if reduction == "sum":
+        return jnp.sum(per_example)
+    if reduction == "none":
+        return per_example
+    raise ValueError(f"{where}: reduction={reduction!r}; valid: {list(REDUCTIONS)}")

@@ -9,7 +9,7 @@ then `state = crd_update_memory(state, embed_s, embed_t, index)`.
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.common import l2_normalize, upcast
+from kdjax.losses.common import check_positive, l2_normalize, upcast
 
 
 def crd_init_state(key: jax.Array, num_data: int, dim: int = 128) -> dict:
@@ -41,6 +41,7 @@ def crd(embed_s: jax.Array, embed_t: jax.Array, state: dict, contrast_idx: jax.A
     Scores: S1 = exp(<bank_t[idx], v_s>/tau) (student vs teacher bank), S2 = exp(<bank_s[idx], v_t>/tau); the
     gathered bank rows are constants. Z = mean(S) * N on the first call, then frozen; P = S / Z.
     """
+    check_positive("crd", temperature=temperature)
     num_data = state["bank_s"].shape[0]
     v_s, v_t = upcast(embed_s), upcast(embed_t)
     rows_t = jax.lax.stop_gradient(state["bank_t"][contrast_idx])
@@ -56,6 +57,8 @@ def crd(embed_s: jax.Array, embed_t: jax.Array, state: dict, contrast_idx: jax.A
 def crd_update_memory(state: dict, embed_s: jax.Array, embed_t: jax.Array, index: jax.Array, *,
                       momentum: float = 0.5) -> dict:
     """bank[y] <- normalise(momentum * bank[y] + (1 - momentum) * v) for both banks (no gradient)."""
+    if isinstance(momentum, (int, float)) and not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"crd_update_memory: momentum={momentum} must lie in [0, 1]")
     def update(bank, v):
         mixed = momentum * bank[index] + (1.0 - momentum) * jax.lax.stop_gradient(upcast(v))
         mixed = mixed / jnp.linalg.norm(mixed, axis=1, keepdims=True)
@@ -119,6 +122,7 @@ def icd_intra(anchor_emb: jax.Array, positive_emb: jax.Array, labels: jax.Array,
     Returns:
       (scalar loss, new cache).
     """
+    check_positive("icd_intra", temperature=temperature)
     if anchor_emb.shape != positive_emb.shape or anchor_emb.shape[:1] != labels.shape:
         raise ValueError(f"icd_intra: anchor {anchor_emb.shape}, positive {positive_emb.shape} and labels "
                          f"{labels.shape} must be [B, D], [B, D], [B]")

@@ -4,7 +4,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.common import check_same_shape, safe_norm, upcast
+from kdjax.losses.common import check_positive, check_same_shape, safe_norm, upcast
 
 
 def _bins(size_in: int, size_out: int):
@@ -39,6 +39,7 @@ def attention_transfer(student_feats: Sequence[jax.Array], teacher_feats: Sequen
       p = 2); per example || A_s/||A_s|| - A_t/||A_t|| ||_2, not squared; mean over the batch.
     Lists of different length are truncated pairwise (zip), as in the references.
     """
+    check_positive("attention_transfer", p=p)
     if mode not in ("code", "paper"):
         raise ValueError(f"attention_transfer: mode={mode!r}; valid: 'code', 'paper'")
     total = jnp.float32(0.0)
@@ -123,6 +124,7 @@ def vid(mean: jax.Array, teacher_feature: jax.Array, log_scale: jax.Array, *, ep
     """Variational information distillation (Ahn et al., CVPR 2019; RepDistiller `VIDLoss`): mean over (B, H, W, C) of
     0.5 * ((mu - t)^2 / sigma^2 + log sigma^2), sigma^2 = softplus(log_scale) + eps per channel.
     `mean` is the regressor output mu(f_s) (a trainable module applied by the caller)."""
+    check_positive("vid", eps=eps)
     check_same_shape(mean, teacher_feature, "vid")
     var = jax.nn.softplus(upcast(log_scale)) + eps
     return jnp.mean(0.5 * (jnp.square(upcast(mean) - upcast(teacher_feature)) / var + jnp.log(var)))

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.common import upcast
+from kdjax.losses.common import check_positive, upcast
 
 Selector = str | Sequence | Callable
 
@@ -103,6 +103,7 @@ def jacobian_matching_jvp(student_fn: Callable, teacher_fn: Callable, x: jax.Arr
       num_tangents: tangents per example (vectorised: memory grows with it like the batch size).
       tangents: optional explicit [T, *x.shape] tangents (e.g. sqrt(D)-scaled basis vectors: exact Frobenius).
     """
+    check_positive("jacobian_matching_jvp", num_tangents=num_tangents, sigma=sigma)
     if tangents is None:
         if key is None:
             raise ValueError("jacobian_matching_jvp needs a PRNG key or explicit tangents")
@@ -153,7 +154,9 @@ def pool_attention(attention: jax.Array, window: int) -> jax.Array:
 
 
 def attention_window(size: int, window_fraction: float) -> int:
-    """Pool window "feature size / 5" (Sec 5.2.1): max(1, floor(size * window_fraction))."""
+    """Pool window "feature size / 5" (Sec 5.2.1): max(1, floor(size * window_fraction)), window_fraction in (0, 1]."""
+    if not 0.0 < window_fraction <= 1.0:
+        raise ValueError(f"attention_jacobian_matching: window_fraction={window_fraction} must lie in (0, 1]")
     return max(1, int(size * window_fraction))
 
 

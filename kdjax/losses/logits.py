@@ -2,31 +2,37 @@
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.common import check_same_shape, upcast
+from kdjax.losses.common import check_non_negative, check_positive, check_same_shape, reduce, upcast
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: float = 0.0) -> jax.Array:
-    """Softmax cross-entropy with integer labels, mean over the batch.
+def cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> jax.Array:
+    """Softmax cross-entropy with integer labels, mean over the batch (torch `CrossEntropyLoss`).
 
     Args:
       logits: [B, C].
       labels: [B] integer class indices.
-      label_smoothing: eps of torch `CrossEntropyLoss(label_smoothing=eps)`: the target is
+      label_smoothing: eps in [0, 1] of torch `CrossEntropyLoss(label_smoothing=eps)`: the target is
         (1 - eps) * onehot + eps / C.
+      reduction: 'mean' over the batch (the reference's), 'sum', or 'none' ([B] per-example values).
     Returns:
-      Scalar, float32 (float64 for float64 inputs).
+      Scalar ([B] for reduction='none'), float32 (float64 for float64 inputs).
     """
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: labels shape {labels.shape} does not match logits {logits.shape}")
+    check_non_negative("cross_entropy", label_smoothing=label_smoothing)
+    if isinstance(label_smoothing, (int, float)) and label_smoothing > 1:
+        raise ValueError(f"cross_entropy: label_smoothing={label_smoothing} must lie in [0, 1]")
     logits = upcast(logits)
     num_classes = logits.shape[-1]
     targets = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
     if label_smoothing:
         targets = (1.0 - label_smoothing) * targets + label_smoothing / num_classes
-    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+    return reduce(-jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1), reduction, "cross_entropy")
 
 
-def kd(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: float = 4.0) -> jax.Array:
+def kd(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: float = 4.0,
+       reduction: str = "mean") -> jax.Array:
     """Hinton KD: T^2 * (1/B) * sum_i KL(softmax(z_t/T) || softmax(z_s/T)).
 
     KL direction: teacher distribution first (the target), as in mdistiller `kd_loss` and RepDistiller `DistillKL`
@@ -38,21 +44,25 @@ def kd(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: flo
       student_logits: [B, C].
       teacher_logits: [B, C]; not stop-gradient'ed here.
       temperature: T > 0.
+      reduction: 'mean' over the batch (the reference's 'batchmean'), 'sum', or 'none' ([B] per-example values,
+        each T^2 KL).
     Returns:
-      Scalar, float32 (float64 for float64 inputs).
+      Scalar ([B] for reduction='none'), float32 (float64 for float64 inputs).
     """
     check_same_shape(student_logits, teacher_logits, "kd")
+    check_positive("kd", temperature=temperature)
     t = temperature
     log_p_s = jax.nn.log_softmax(upcast(student_logits) / t, axis=-1)
     log_p_t = jax.nn.log_softmax(upcast(teacher_logits) / t, axis=-1)
-    return t * t * jnp.mean(_kl_rows(jnp.exp(log_p_t), log_p_s))
+    return t * t * reduce(_kl_rows(jnp.exp(log_p_t), log_p_s), reduction, "kd")
 
 
-def logit_mse(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
-    """Mean squared error over all elements (torch `F.mse_loss`, reduction='mean')."""
+def logit_mse(student_logits: jax.Array, teacher_logits: jax.Array, *, reduction: str = "mean") -> jax.Array:
+    """Mean squared error over all elements (torch `F.mse_loss`, reduction='mean'); reduction='none' gives each
+    example's mean over its logits ([B]), 'sum' their sum."""
     check_same_shape(student_logits, teacher_logits, "logit_mse")
     diff = upcast(student_logits) - upcast(teacher_logits)
-    return jnp.mean(jnp.square(diff))
+    return reduce(jnp.mean(jnp.square(diff), axis=-1), reduction, "logit_mse")
 
 
 def _kl_rows(p_t: jax.Array, log_p_s: jax.Array) -> jax.Array:
@@ -61,26 +71,29 @@ def _kl_rows(p_t: jax.Array, log_p_s: jax.Array) -> jax.Array:
 
 
 def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array, *, alpha: float = 1.0,
-        beta: float = 8.0, temperature: float = 4.0) -> jax.Array:
+        beta: float = 8.0, temperature: float = 4.0, reduction: str = "mean") -> jax.Array:
     """Decoupled KD: alpha * TCKD + beta * NCKD (Zhao et al., CVPR 2022; mdistiller `dkd_loss`).
 
     TCKD = T^2/B sum_i KL(b_t || b_s) on the binary [target, non-target] probabilities (log of b_s taken directly);
     NCKD = T^2/B sum_i KL(p^_t || p^_s) on softmax(z/T - 1000 * onehot(y)), the non-target distribution.
     CE and the min(epoch/20, 1) warm-up are separate (trainer terms). reference: megvii-research/mdistiller
-    mdistiller/distillers/DKD.py.
+    mdistiller/distillers/DKD.py. `reduction`: 'mean' over the batch (the reference's), 'sum', or 'none' ([B]
+    per-example alpha * TCKD_i + beta * NCKD_i).
     """
     check_same_shape(student_logits, teacher_logits, "dkd")
+    check_positive("dkd", temperature=temperature)
+    check_non_negative("dkd", alpha=alpha, beta=beta)
     t = temperature
     zs, zt = upcast(student_logits) / t, upcast(teacher_logits) / t
     gt = jax.nn.one_hot(labels, zs.shape[-1], dtype=zs.dtype)
     p_s, p_t = jax.nn.softmax(zs, axis=-1), jax.nn.softmax(zt, axis=-1)
     b_s = jnp.stack([jnp.sum(p_s * gt, -1), jnp.sum(p_s * (1 - gt), -1)], axis=-1)
     b_t = jnp.stack([jnp.sum(p_t * gt, -1), jnp.sum(p_t * (1 - gt), -1)], axis=-1)
-    tckd = jnp.sum(jax.scipy.special.xlogy(b_t, b_t) - b_t * jnp.log(b_s)) * t * t / zs.shape[0]
+    tckd = jnp.sum(jax.scipy.special.xlogy(b_t, b_t) - b_t * jnp.log(b_s), axis=-1) * t * t
     log_q_s = jax.nn.log_softmax(zs - 1000.0 * gt, axis=-1)
     q_t = jax.nn.softmax(zt - 1000.0 * gt, axis=-1)
-    nckd = jnp.sum(_kl_rows(q_t, log_q_s)) * t * t / zs.shape[0]
-    return alpha * tckd + beta * nckd
+    nckd = _kl_rows(q_t, log_q_s) * t * t
+    return reduce(alpha * tckd + beta * nckd, reduction, "dkd")
 
 
 MLLD_TEMPERATURES = (4.0, 3.0, 5.0, 2.0, 6.0)
@@ -119,6 +132,7 @@ def mlld(student_logits_weak: jax.Array, teacher_logits_weak: jax.Array, student
     - variant='paper' (kdjax reading): both views get KD_T + CC_T + BC_T for every T on their own logits, and the
       masks select: instance terms sum_i mask_i l_i / B, BC/CC on the masked rows and columns (still / B, / C).
     """
+    check_positive("mlld", **{f"temperatures[{i}]": t for i, t in enumerate(temperatures)})
     zs_w, zt_w, zs_s, zt_s = (upcast(z) for z in (student_logits_weak, teacher_logits_weak,
                                                    student_logits_strong, teacher_logits_strong))
     check_same_shape(zs_w, zt_w, "mlld weak view")

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kdjax.losses.common import upcast
+from kdjax.losses.common import check_non_negative, check_positive, upcast
 
 
 def _log1p_sum_exp(z, mask):
@@ -40,6 +40,8 @@ def multi_similarity(embeddings: jax.Array, labels: jax.Array, *, alpha: float =
     skipped (Roth's code would crash there). PML's MultiSimilarityLoss (whose beta defaults to 50, not 40) averages
     over all B rows instead, rows with one mined set contributing a partial term.
     """
+    check_positive("multi_similarity", alpha=alpha, beta=beta)
+    check_non_negative("multi_similarity", epsilon=epsilon)
     e = upcast(embeddings)
     s = e @ e.T
     pos, neg = multi_similarity_masks(s, labels, epsilon=epsilon)
@@ -55,37 +57,49 @@ def _check_labels_within(labels, size, what):
             raise ValueError(f"{what}: label {top} outside the {size} classes of its parameters (valid: 0..{size - 1})")
 
 
-def margin(embeddings: jax.Array, labels: jax.Array, triplets: jax.Array, beta: jax.Array, *, margin: float = 0.2,
-           valid: jax.Array | None = None) -> tuple[jax.Array, dict]:
-    """Margin loss (Wu et al., ICCV 2017) with a learnable boundary beta per class, Roth's criterion.
-
-    For each triplet (a, p, n): d_ap = sqrt(||x_a - x_p||^2 + 1e-8), d_an likewise (so d_aa = 1e-4),
-    beta_t = beta[y_a]; l+ = relu(d_ap - beta_t + margin), l- = relu(beta_t - d_an + margin).
-    Loss = sum(l+ + l-) / (number of triplets with any active term), 0 when none is active. (PML's MarginLoss divides
-    by the number of active terms, #(l+ > 0) + #(l- > 0), and has no 1e-8 in the distance.)
-
-    Args:
-      triplets: int [T, 3] rows of (anchor, positive, negative) batch indices (from a miner).
-      beta: [num_classes], indexed by the anchor's label; its gradient flows back into beta.
-      valid: optional [T] bool; rows that are False contribute nothing (anchors a miner found no triplet for).
-    Returns:
-      (loss, {'active_triplets', 'fraction_nonzero'}).
-    """
+def _margin_terms(embeddings, labels, triplets, beta, margin, valid):
+    """(l+, l-, valid) per triplet."""
     _check_labels_within(labels, beta.shape[0], "margin")
+    check_non_negative("margin", margin=margin)
     e = upcast(embeddings)
     a, p, n = triplets[:, 0], triplets[:, 1], triplets[:, 2]
     d_ap = jnp.sqrt(jnp.sum(jnp.square(e[a] - e[p]), axis=-1) + 1e-8)
     d_an = jnp.sqrt(jnp.sum(jnp.square(e[a] - e[n]), axis=-1) + 1e-8)
     b = upcast(beta)[labels[a]]
-    pos_loss = jax.nn.relu(d_ap - b + margin)
-    neg_loss = jax.nn.relu(b - d_an + margin)
     valid = jnp.ones(triplets.shape[0], bool) if valid is None else valid
-    active = ((pos_loss > 0) | (neg_loss > 0)) & valid
+    return jax.nn.relu(d_ap - b + margin), jax.nn.relu(b - d_an + margin), valid
+
+
+def margin(embeddings: jax.Array, labels: jax.Array, triplets: jax.Array, beta: jax.Array, *, margin: float = 0.2,
+           valid: jax.Array | None = None) -> jax.Array:
+    """Margin loss (Wu et al., ICCV 2017) with a learnable boundary beta per class, Roth's criterion.
+
+    For each triplet (a, p, n): d_ap = sqrt(||x_a - x_p||^2 + 1e-8), d_an likewise (so d_aa = 1e-4),
+    beta_t = beta[y_a]; l+ = relu(d_ap - beta_t + margin), l- = relu(beta_t - d_an + margin).
+    Loss = sum(l+ + l-) / (number of triplets with any active term), 0 when none is active (reference:
+    MLforHealth/S2SD criteria/margin.py). PML's MarginLoss divides by the number of active terms,
+    #(l+ > 0) + #(l- > 0), and has no 1e-8 in the distance. `margin_statistics` counts what was active.
+
+    Args:
+      triplets: int [T, 3] rows of (anchor, positive, negative) batch indices (from a miner).
+      beta: [num_classes], indexed by the anchor's label; its gradient flows back into beta.
+      margin: >= 0.
+      valid: optional [T] bool; rows that are False contribute nothing (anchors a miner found no triplet for).
+    Returns:
+      Scalar.
+    """
+    pos_loss, neg_loss, valid = _margin_terms(embeddings, labels, triplets, beta, margin, valid)
+    count = jnp.sum(((pos_loss > 0) | (neg_loss > 0)) & valid)
     total = jnp.sum(jnp.where(valid, pos_loss + neg_loss, 0.0))
-    count = jnp.sum(active)
-    loss = jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
-    return loss, {"active_triplets": count.astype(jnp.float32),
-                  "fraction_nonzero": count / jnp.maximum(jnp.sum(valid), 1)}
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
+
+
+def margin_statistics(embeddings: jax.Array, labels: jax.Array, triplets: jax.Array, beta: jax.Array, *,
+                      margin: float = 0.2, valid: jax.Array | None = None) -> dict:
+    """What `margin` found active: {'active_triplets': count, 'fraction_nonzero': count / valid triplets}."""
+    pos_loss, neg_loss, valid = _margin_terms(embeddings, labels, triplets, beta, margin, valid)
+    count = jnp.sum(((pos_loss > 0) | (neg_loss > 0)) & valid)
+    return {"active_triplets": count.astype(jnp.float32), "fraction_nonzero": count / jnp.maximum(jnp.sum(valid), 1)}
 
 
 def proxy_anchor(embeddings: jax.Array, labels: jax.Array, proxies: jax.Array, *, alpha: float = 32.0,
@@ -99,6 +113,8 @@ def proxy_anchor(embeddings: jax.Array, labels: jax.Array, proxies: jax.Array, *
     averages the positive term over the distinct positive proxies instead (equal when every class appears equally
     often, e.g. 2 samples each).
     """
+    check_positive("proxy_anchor", alpha=alpha)
+    check_non_negative("proxy_anchor", delta=delta)
     _check_labels_within(labels, proxies.shape[0], "proxy_anchor")
     e = upcast(embeddings)
     p = upcast(proxies)

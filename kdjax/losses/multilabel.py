@@ -2,10 +2,10 @@
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.common import upcast
+from kdjax.losses.common import check_non_negative, check_positive, check_same_shape, reduce, upcast
 
 
-def focal_bce(logits: jax.Array, targets: jax.Array, *, gamma: float = 2.0) -> jax.Array:
+def focal_bce(logits: jax.Array, targets: jax.Array, *, gamma: float = 2.0, reduction: str = "sum") -> jax.Array:
     """Focal binary cross-entropy, SUM over the batch and the labels:
 
       -sum_{b,c} [ y (1 - p)^gamma log p + (1 - y) p^gamma log(1 - p) ],  p = sigmoid(z).
@@ -19,13 +19,14 @@ def focal_bce(logits: jax.Array, targets: jax.Array, *, gamma: float = 2.0) -> j
       logits: [B, C].
       targets: [B, C] multi-hot (0/1; soft targets in [0, 1] are accepted).
       gamma: focusing exponent >= 0.
+      reduction: 'sum' over the batch (the reference's), 'mean' over the batch, or 'none' ([B] per-image sums over
+        the labels).
     Returns:
-      Scalar, float32 (float64 for float64 inputs).
+      Scalar ([B] for reduction='none'), float32 (float64 for float64 inputs).
     """
     if logits.shape != targets.shape:
         raise ValueError(f"focal_bce: targets shape {targets.shape} does not match logits {logits.shape}")
-    if gamma < 0:
-        raise ValueError(f"focal_bce: gamma={gamma} must be >= 0")
+    check_non_negative("focal_bce", gamma=gamma)
     z = upcast(logits)
     y = targets.astype(z.dtype)
     log_p, log_not_p = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
@@ -34,18 +35,16 @@ def focal_bce(logits: jax.Array, targets: jax.Array, *, gamma: float = 2.0) -> j
         negative = jnp.exp(gamma * log_p) * log_not_p
     else:
         positive, negative = log_p, log_not_p
-    return -jnp.sum(y * positive + (1.0 - y) * negative)
+    return reduce(-jnp.sum(y * positive + (1.0 - y) * negative, axis=-1), reduction, "focal_bce")
 
 
-def _check(student, teacher, targets, what):
-    if student.shape != teacher.shape:
-        raise ValueError(f"{what}: student shape {student.shape} != teacher shape {teacher.shape}")
-    if targets is not None and targets.shape != student.shape[-targets.ndim:]:
+def _check_targets(student, targets, what):
+    if targets.shape != student.shape[-targets.ndim:]:
         raise ValueError(f"{what}: targets shape {targets.shape} does not match logits {student.shape}")
 
 
 def mld(student_logits: jax.Array, teacher_logits: jax.Array, *, eps: float = 1e-8,
-        clamp_like_reference: bool = False) -> jax.Array:
+        clamp_like_reference: bool = False, reduction: str = "mean") -> jax.Array:
     """MLD, multi-label logit distillation (Yang et al., ICCV 2023; reference: penghui-yang/L2D
     criterion/distiller_zoo/logits_based/mld.py): per label the binary KL from the teacher's sigmoid to the
     student's, SUM over labels, MEAN over the batch ('batchmean'); no temperature.
@@ -54,9 +53,11 @@ def mld(student_logits: jax.Array, teacher_logits: jax.Array, *, eps: float = 1e
 
     Default: the logs are log-sigmoids (finite for any logit). `clamp_like_reference=True` computes it as the
     reference does, p clamped to [eps, 1 - eps] in the logits' precision (in float32 the upper clamp is a no-op, so
-    a logit above ~17 saturates p to 1 and the loss can be inf / NaN): for parity tests only.
+    a logit above ~17 saturates p to 1 and the loss can be inf / NaN): for parity tests only. `reduction`: 'mean'
+    over the batch of the per-image sums (the reference's), 'sum', or 'none' ([B]).
     """
-    _check(student_logits, teacher_logits, None, "mld")
+    check_same_shape(student_logits, teacher_logits, "mld")
+    check_positive("mld", eps=eps)
     zs, zt = upcast(student_logits), upcast(teacher_logits)
     if clamp_like_reference:
         ps = jnp.clip(jax.nn.sigmoid(zs), eps, 1 - eps)
@@ -66,7 +67,7 @@ def mld(student_logits: jax.Array, teacher_logits: jax.Array, *, eps: float = 1e
         pt = jax.nn.sigmoid(zt)
         log_pt, log_not_pt = jax.nn.log_sigmoid(zt), jax.nn.log_sigmoid(-zt)
         kl = pt * (log_pt - jax.nn.log_sigmoid(zs)) + (1 - pt) * (log_not_pt - jax.nn.log_sigmoid(-zs))
-    return jnp.sum(kl) / zs.shape[0]
+    return reduce(jnp.sum(kl, axis=-1), reduction, "mld")
 
 
 def huber_distance(student_rows: jax.Array, teacher_rows: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -79,7 +80,7 @@ def huber_distance(student_rows: jax.Array, teacher_rows: jax.Array, mask: jax.A
     `mask` [n] (0/1) selects rows (static shapes for the class- and instance-aware terms of LED): only pairs of
     selected rows count and n = the number selected; fewer than 2 selected rows give 0.
     """
-    _check(student_rows, teacher_rows, None, "huber_distance")
+    check_same_shape(student_rows, teacher_rows, "huber_distance")
     n_rows = student_rows.shape[0]
     m = jnp.ones(n_rows) if mask is None else mask.astype(jnp.float32)
     pair = (m[:, None] * m[None, :]) * (1.0 - jnp.eye(n_rows))
@@ -99,7 +100,7 @@ def huber_distance(student_rows: jax.Array, teacher_rows: jax.Array, mask: jax.A
 def led_class_aware(student_embeddings: jax.Array, teacher_embeddings: jax.Array, targets: jax.Array) -> jax.Array:
     """LED's class-aware term (L2D cd.py): for every class with at least 2 positive images in the batch, the Huber
     distance between those images' label-wise embeddings of that class; SUM over classes. Embeddings [B, C, E]."""
-    _check(student_embeddings, teacher_embeddings, None, "led_class_aware")
+    check_same_shape(student_embeddings, teacher_embeddings, "led_class_aware")
     per_class = jax.vmap(huber_distance, in_axes=(1, 1, 1))(student_embeddings, teacher_embeddings, targets)
     return jnp.sum(per_class)
 
@@ -108,7 +109,7 @@ def led_instance_aware(student_embeddings: jax.Array, teacher_embeddings: jax.Ar
                        targets: jax.Array) -> jax.Array:
     """LED's instance-aware term (L2D id.py): for every image with at least 2 positive labels, the Huber distance
     between its positive labels' embeddings; SUM over images. Embeddings [B, C, E]."""
-    _check(student_embeddings, teacher_embeddings, None, "led_instance_aware")
+    check_same_shape(student_embeddings, teacher_embeddings, "led_instance_aware")
     return jnp.sum(jax.vmap(huber_distance)(student_embeddings, teacher_embeddings, targets))
 
 
@@ -121,6 +122,7 @@ def led(student_embeddings: jax.Array, teacher_embeddings: jax.Array, targets: j
     positive rows unless an embedding is exactly zero; kdjax selects by the targets (static shapes)."""
     if targets.shape != student_embeddings.shape[:2]:
         raise ValueError(f"led: targets shape {targets.shape} does not match embeddings {student_embeddings.shape}")
+    check_non_negative("led", cd_weight=cd_weight, id_weight=id_weight)
     return (cd_weight * led_class_aware(student_embeddings, teacher_embeddings, targets)
             + id_weight * led_instance_aware(student_embeddings, teacher_embeddings, targets))
 
@@ -163,7 +165,9 @@ def positive_divide(student_logits: jax.Array, teacher_logits: jax.Array, target
     form='binary': per positive, the binary KL between Bern(sigmoid(z^t / tau)) and Bern(sigmoid(z^s / tau)) instead
     (an alternative reading). Logits and targets [B, C].
     """
-    _check(student_logits, teacher_logits, targets, "positive_divide")
+    check_same_shape(student_logits, teacher_logits, "positive_divide")
+    _check_targets(student_logits, targets, "positive_divide")
+    check_positive("positive_divide", temperature=temperature)
     if reduction not in PD_REDUCTIONS:
         raise ValueError(f"positive_divide: reduction={reduction!r}; valid: {list(PD_REDUCTIONS)}")
     if form not in PD_FORMS:
@@ -206,7 +210,9 @@ def negative_discrepancy(student_logits: jax.Array, teacher_logits: jax.Array, t
         raise ValueError(f"negative_discrepancy: reduction={reduction!r}; valid: {list(NDD_REDUCTIONS)}")
     if negatives not in NDD_NEGATIVES:
         raise ValueError(f"negative_discrepancy: negatives={negatives!r}; valid: {list(NDD_NEGATIVES)}")
-    _check(student_logits, teacher_logits, targets, "negative_discrepancy")
+    check_same_shape(student_logits, teacher_logits, "negative_discrepancy")
+    _check_targets(student_logits, targets, "negative_discrepancy")
+    check_positive("negative_discrepancy", temperature=temperature)
     if pairs == "views" and student_logits.ndim != 3:
         raise ValueError(f"negative_discrepancy: pairs='views' needs logits of both views stacked as [2, B, C], "
                          f"got {student_logits.shape}")
@@ -249,7 +255,7 @@ def ndd_valid_pairs(targets: jax.Array) -> jax.Array:
 def multilabel_mse(student_logits: jax.Array, teacher_logits: jax.Array, *, on: str = "logits") -> jax.Array:
     """The multi-label MSE baseline (not in L2D's code; kdjax's definition after Kim et al., IJCAI 2021): mean over
     the batch and labels of the squared difference of the logits, or of the sigmoid probabilities (`on='probs'`)."""
-    _check(student_logits, teacher_logits, None, "multilabel_mse")
+    check_same_shape(student_logits, teacher_logits, "multilabel_mse")
     if on not in ("logits", "probs"):
         raise ValueError(f"multilabel_mse: on={on!r}; valid: ['logits', 'probs']")
     zs, zt = upcast(student_logits), upcast(teacher_logits)

@@ -2,7 +2,7 @@
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.common import check_same_batch, safe_norm, upcast
+from kdjax.losses.common import check_non_negative, check_positive, check_same_batch, safe_norm, upcast
 
 
 def _smooth_l1(x):
@@ -27,6 +27,8 @@ def rkd(student_emb: jax.Array, teacher_emb: jax.Array, *, distance_weight: floa
     Angles: cosines of L2-normalised differences e_j - e_i (eps 1e-12), Huber mean over B^3.
     reference: megvii-research/mdistiller mdistiller/distillers/RKD.py.
     """
+    check_non_negative("rkd", distance_weight=distance_weight, angle_weight=angle_weight)
+    check_positive("rkd", eps=eps)
     s = upcast(student_emb).reshape(student_emb.shape[0], -1)
     t = upcast(teacher_emb).reshape(teacher_emb.shape[0], -1)
     check_same_batch(s, t, "rkd")
@@ -59,6 +61,7 @@ def pkt(student_emb: jax.Array, teacher_emb: jax.Array, *, eps: float = 1e-7) ->
     Deviation: the gradient of an all-zero row is 0 here (torch gives NaN there through sqrt'(0)).
     reference: megvii-research/mdistiller mdistiller/distillers/PKT.py.
     """
+    check_positive("pkt", eps=eps)
     s = upcast(student_emb).reshape(student_emb.shape[0], -1)
     t = upcast(teacher_emb).reshape(teacher_emb.shape[0], -1)
     check_same_batch(s, t, "pkt")

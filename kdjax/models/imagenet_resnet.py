@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from kdjax.models import layers
+from kdjax.models import torch_convert as tc
 from kdjax.models.cifar_resnet import BasicBlock
 
 _BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
@@ -93,6 +94,7 @@ def get_model(name: str, *, num_classes: int, **kw) -> ImageNetResNet:
 NAMES = tuple(_BLOCKS) + tuple(_CIFAR)
 
 
+@tc.register("torchvision", ("resnet18", "resnet34", "resnet50", "resnet101"))
 def variables_from_torch(name: str, state_dict: dict) -> dict:
     """torchvision ResNet state_dict (name -> numpy array) -> flax variables of `get_model(name, ...)`.
 
@@ -101,7 +103,6 @@ def variables_from_torch(name: str, state_dict: dict) -> dict:
     conv, shortcut BN); Bottlenecks' are named as torchvision's. A state dict without `fc.*` (or a headless model)
     converts the backbone only.
     """
-    from kdjax.models import torch_convert as tc
     params, stats = {}, {}
     params["conv1"] = tc.conv(state_dict, "conv1")
     params["bn1"], stats["bn1"] = tc.batch_norm(state_dict, "bn1")

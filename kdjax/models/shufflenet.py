@@ -16,7 +16,7 @@ def _conv(features, kernel, stride=1, groups=1, dtype=jnp.float32):
     return layers.conv(features, kernel, stride, groups=groups, kernel_init=layers.torch_default_conv, dtype=dtype)
 
 
-def _avg_pool_3x3_s2_with_zero_pad(x):
+def avg_pool_3x3_s2_with_zero_pad(x):
     """torch AvgPool2d(3, stride=2, padding=1): zero padding counted in the divisor (count_include_pad=True)."""
     return nn.avg_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), count_include_pad=True)
 
@@ -36,7 +36,7 @@ class ShuffleV1Block(nn.Module):
         y = layers.channel_shuffle(y, g)
         y = nn.relu(bn(_conv(mid, 3, self.stride, groups=mid, dtype=self.dtype)(y)))
         y = bn(_conv(self.features, 1, groups=self.groups, dtype=self.dtype)(y))
-        preact = (jnp.concatenate([y, _avg_pool_3x3_s2_with_zero_pad(x)], -1) if self.stride == 2 else y + x)
+        preact = (jnp.concatenate([y, avg_pool_3x3_s2_with_zero_pad(x)], -1) if self.stride == 2 else y + x)
         return nn.relu(preact), preact
 
 

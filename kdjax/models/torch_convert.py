@@ -1,25 +1,27 @@
-"""PyTorch state dicts -> kdjax variables: one entry point, `from_torch(name, state_dict, *, source=...)`.
+"""PyTorch state dicts -> kdjax variables: the converter registry and the building blocks converters share.
 
 `state_dict` maps PyTorch parameter names to arrays (NumPy, or torch tensors), as `torch.load` returns them; wrapper
 keys (`model`, `net`, `state_dict`) and `module.` prefixes (DataParallel) are removed first. Each (source, model)
-pair registers a mapping into `CONVERTERS`; the result is checked against the kdjax model's own structure and
-shapes (`jax.eval_shape` of its init), so a wrong architecture or a missing tensor fails with the paths that differ.
+pair registers a mapping into `CONVERTERS` (under 'source:model') from the module that defines the model; the entry
+point, `kdjax.models.from_torch`, checks the result against the kdjax model's own structure and shapes
+(`jax.eval_shape` of its init), so a wrong architecture or a missing tensor fails with the paths that differ.
 Nothing is downloaded: the user passes the file they have.
 """
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdjax.registry import Registry
+
 WRAPPER_KEYS = ("state_dict", "model", "net")
-CONVERTERS: dict[tuple[str, str], Callable] = {}
+CONVERTERS = Registry("converter")
 
 
 def register(source: str, names):
+    """Registers `fn(name, state_dict) -> variables` for every model name in `names` from `source`."""
     def wrap(fn):
         for name in names:
-            CONVERTERS[(source, name)] = fn
+            CONVERTERS.register(f"{source}:{name}", fn)
         return fn
     return wrap
 
@@ -75,7 +77,7 @@ def block(sd: dict, prefix: str, convs: dict, bns: dict) -> tuple[dict, dict]:
     return params, stats
 
 
-def _check_fits(name, variables, model, image_shape):
+def check_fits(name, variables, model, image_shape):
     expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(image_shape), train=False))
     expected = {k: v for k, v in expected.items() if k in ("params", "batch_stats")}
     got = {k: variables.get(k, {}) for k in expected if k in variables or expected[k]}
@@ -91,44 +93,13 @@ def _check_fits(name, variables, model, image_shape):
         raise ValueError(f"from_torch({name!r}): the converted weights do not fit kdjax's {name} ({details})")
 
 
-def from_torch(name: str, state_dict, *, source: str = "torchvision", num_classes: int | None = None,
-               image_shape=(1, 64, 64, 3), **model_kw) -> dict:
-    """Variables {'params', 'batch_stats'} of `kdjax.models.get_model(name, num_classes=..., **model_kw)` from a
-    PyTorch state dict of the same architecture. `num_classes` defaults to the checkpoint's classifier size (0
-    without one: a headless backbone). `source`: where the checkpoint comes from ('torchvision', 'timm',
-    'mdistiller', ...). `model_kw`: options the weights' shapes depend on (Swin's `img_size`)."""
-    from kdjax import models
-    if (source, name) not in CONVERTERS:
-        known = sorted(f"{s}:{n}" for s, n in CONVERTERS)
-        raise ValueError(f"from_torch: no converter for model {name!r} from source {source!r}; available: {known}")
-    sd = normalise_state_dict(state_dict)
-    try:
-        variables = CONVERTERS[(source, name)](name, sd)
-    except KeyError as e:
-        raise ValueError(f"from_torch({name!r}, source={source!r}): the state dict has no tensor {e}; is it a "
-                         f"{source} {name} checkpoint? Its keys look like {sorted(sd)[:6]}") from e
-    if num_classes is None:
-        num_classes = int(_classifier_size(variables))
-    model = models.get_model(name, num_classes=num_classes, **model_kw)
-    if getattr(model, "img_size", None):  # built for one input size (Swin): check at that size
-        image_shape = (1, model.img_size, model.img_size, image_shape[-1])
-    _check_fits(name, variables, model, image_shape)
-    return jax.tree.map(lambda x: np.asarray(x, np.float32), variables)
-
-
 CLASSIFIER_NAMES = ("fc", "classifier", "linear", "Dense_0")
 
 
-def _classifier_size(variables) -> int:
+def classifier_size(variables) -> int:
     """Outputs of the top-level classifier layer (0 when the checkpoint has none)."""
     for key in CLASSIFIER_NAMES:
         head = variables["params"].get(key)
         if head is not None:
             return int(np.shape(head["kernel"])[-1])
     return 0
-
-
-@register("torchvision", ("resnet18", "resnet34", "resnet50", "resnet101"))
-def _torchvision_resnet(name, sd):
-    from kdjax.models import imagenet_resnet
-    return imagenet_resnet.variables_from_torch(name, sd)

@@ -33,7 +33,7 @@ class VGG(nn.Module):
     classifier_std: float | None = None  # None: torch nn.Linear default init
     width: float = 1.0
     aux_classes: int = 0  # > 0: a second head on the pooled features, tap 'aux_logits' (LwF two-head students)
-    dropout: float = 0.0  # on the pooled features before the classifier (paper 004 Table 2 baseline; placement unverified)
+    dropout: float = 0.0  # on the pooled features before the classifier (Srinivas & Fleuret 2018, Table 2 baseline; placement unverified)
     frozen_bn: bool = False  # BatchNorm on running statistics in training too (layers.bn_train)
     dtype: jnp.dtype = jnp.float32
 
@@ -86,7 +86,7 @@ BENCHMARK_BLOCKS = {
     "vgg16": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
     "vgg19": ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
 }
-_PAPER_004_BLOCKS = {
+_JACOBIAN_PAPER_BLOCKS = {
     "vgg4": ((64,), (128,), (512,)),
     "vgg9": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
 }
@@ -97,8 +97,8 @@ def get_model(name: str, *, num_classes: int, **kw) -> VGG:
         blocks = BENCHMARK_BLOCKS[name]
         return VGG(blocks=blocks, pools=(MAX, MAX, MAX, MAX_IF_64, NONE), num_classes=num_classes,
                    use_bias=True, classifier_std=0.01, **kw)
-    blocks = _PAPER_004_BLOCKS[name]
+    blocks = _JACOBIAN_PAPER_BLOCKS[name]
     return VGG(blocks=blocks, pools=(MAX,) * len(blocks), num_classes=num_classes, use_bias=False, **kw)
 
 
-NAMES = tuple(BENCHMARK_BLOCKS) + tuple(_PAPER_004_BLOCKS)
+NAMES = tuple(BENCHMARK_BLOCKS) + tuple(_JACOBIAN_PAPER_BLOCKS)

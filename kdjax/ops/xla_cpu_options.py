@@ -26,7 +26,7 @@ RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 @functools.cache
-def _supported() -> bool:
+def supported() -> bool:
     try:
         jax.jit(lambda x: x.sum(), compiler_options=OPTIONS).lower(np.zeros(2, np.float32)).compile()
     except Exception:  # an unknown option name or enum value: another jaxlib; its defaults are kept
@@ -39,7 +39,7 @@ def compiler_options(*, run_once: bool = False) -> dict | None:
 
     run_once: the program runs once (initialisation), so compile time counts and run time does not.
     """
-    options = dict(OPTIONS) if _supported() else {}
+    options = dict(OPTIONS) if supported() else {}
     if run_once:
         options.update(RUN_ONCE_OPTIONS)
     return options or None

@@ -12,6 +12,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from kdjax.errors import MissingCheckpointError
+from kdjax.train.state import model_checkpoint_tree, model_variables
+
 
 class Checkpointer:
     def __init__(self, directory: str, *, max_to_keep: int = 3, asynchronous: bool = True):
@@ -28,7 +31,11 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, tree, meta: dict, *, force: bool = True) -> bool:
-        """Collective on multi-host: every process calls it. The caller decides when (force=True by default)."""
+        """Collective on multi-host: every process calls it. The caller decides when (force=True by default). A
+        checkpoint of the same step is replaced: a run that crashed after saving its best state at step s but before
+        its last checkpoint of step s reaches s again when it resumes."""
+        if step in self._manager.all_steps():
+            self._manager.delete(step)
         return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                                 meta=ocp.args.JsonSave(meta)), force=force)
 
@@ -42,7 +49,7 @@ class Checkpointer:
         """Restores the state as saved (host arrays), without a target: used to load a teacher."""
         step = self.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+            raise MissingCheckpointError(f"no checkpoint in {self.directory}")
         restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
                                                                        meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"], step
@@ -50,6 +57,44 @@ class Checkpointer:
     def close(self):
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def has_checkpoint(directory: str) -> bool:
+    """Whether `directory` holds a kdjax checkpoint (without creating the directory)."""
+    if not os.path.isdir(directory):
+        return False
+    checkpointer = Checkpointer(directory)
+    try:
+        return checkpointer.latest_step() is not None
+    finally:
+        checkpointer.close()
+
+
+def restore_raw(directory: str, step: int | None = None):
+    """(state tree as saved, meta, step) of the latest (or the given) checkpoint in `directory`."""
+    checkpointer = Checkpointer(directory)
+    try:
+        return checkpointer.restore_raw(step)
+    finally:
+        checkpointer.close()
+
+
+def load_model_variables(directory: str, step: int | None = None) -> tuple[dict, int]:
+    """(the model's Flax variables {'params', 'batch_stats'}, step) of a kdjax stage's checkpoint in `directory`
+    (`<workdir>/<stage>/checkpoints` or `checkpoints_best`): what a teacher, an `init_from`, an evaluation or an
+    export reads."""
+    tree, _, step = restore_raw(directory, step)
+    return model_variables(tree), int(step)
+
+
+def save_model_variables(directory: str, variables: dict, meta: dict) -> None:
+    """Writes a model's variables as a step-0 kdjax checkpoint that `load_model_variables` (a teacher, an
+    `init_from`) reads."""
+    checkpointer = Checkpointer(directory, asynchronous=False)
+    try:
+        checkpointer.save(0, jax.tree.map(np.asarray, model_checkpoint_tree(variables)), meta)
+    finally:
+        checkpointer.close()
 
 
 def fingerprint(tree) -> str:

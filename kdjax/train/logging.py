@@ -9,7 +9,9 @@ import os
 import time
 
 import jax
-from clu import metric_writers
+
+from kdjax import quiet_tensorflow  # noqa: F401  (before clu, whose writers import TensorFlow)
+from clu import metric_writers  # noqa: E402
 
 
 class JsonlWriter(metric_writers.MetricWriter):
@@ -73,3 +75,9 @@ class ConsoleProgress:
     def print(self, step: int, scalars: dict):
         if jax.process_index() == 0:
             print(self.line(step, scalars), flush=True)
+
+
+def say(stage: str, text: str) -> None:
+    """One console line of a stage, from process 0."""
+    if jax.process_index() == 0:
+        print(f"[{stage}] {text}", flush=True)

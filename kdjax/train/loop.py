@@ -15,12 +15,8 @@ import time
 import jax
 
 from kdjax import parallel, provenance
-from kdjax.train import preemption, recipe
-from kdjax.train.stage import NonFiniteError, Stage, check_identity, identity, write_json  # noqa: F401
-
-
-def stage_dir(workdir: str, stage: str) -> str:
-    return os.path.join(workdir, stage)
+from kdjax.train import preemption, recipe, results, resume
+from kdjax.train import stage as stage_lib
 
 
 def validate(config, stages: list[str] | None = None, *, mesh=None) -> list[recipe.StageSpec]:
@@ -29,25 +25,19 @@ def validate(config, stages: list[str] | None = None, *, mesh=None) -> list[reci
     mesh = mesh or parallel.make_mesh()
     specs = [recipe.resolve_stage(config, s) for s in (stages or recipe.stage_order(config))]
     for stage_spec in specs:
-        try:
-            Stage(config, stage_spec, None, mesh=mesh).abstract()
-        except FileNotFoundError as e:
-            raise recipe.ConfigError(str(e)) from e
+        stage_lib.abstract_state(stage_lib.build(stage_spec, mesh))
     return specs
 
 
-def finished_results(config, stage_spec: recipe.StageSpec, workdir: str) -> dict | None:
-    """The stage's results if it finished under this config's trajectory; None if it has not finished."""
-    path = os.path.join(stage_dir(workdir, stage_spec.name), "results.json")
-    if not os.path.exists(path):
+def finished_results(stage_spec: recipe.StageSpec, workdir: str) -> dict | None:
+    """The stage's results if it finished under this config's trajectory; None if it has not finished (or is to be
+    extended). Reads the stage's results.json; builds nothing."""
+    done = results.read(workdir, stage_spec.name)
+    if done is None:
         return None
-    with open(path, encoding="utf-8") as f:
-        results = json.load(f)
-    stage = Stage(config, stage_spec, workdir)
-    stage.build()
-    extend = check_identity(stage_spec.name, path, results.get("identity", {}), stage.identity,
-                            allow_extend=bool(config.get("allow_extend")))
-    return None if extend else results
+    extend = resume.check_identity(stage_spec.name, os.path.join(results.stage_dir(workdir, stage_spec.name), "results.json"),
+                                   done.get("identity", {}), resume.identity(stage_spec), allow_extend=stage_spec.allow_extend)
+    return None if extend else done
 
 
 def record_launch(config, workdir: str, stages: list[str], argv=None) -> None:
@@ -59,7 +49,11 @@ def record_launch(config, workdir: str, stages: list[str], argv=None) -> None:
               "process_count": jax.process_count(), "argv": list(argv or [])}
     with open(os.path.join(workdir, "launches.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-    write_json(os.path.join(workdir, "config.json"), dict(record, config=config.to_dict()))
+    results.write_json(os.path.join(workdir, "config.json"), dict(record, config=config.to_dict()))
+
+
+def _ignore(event, **info):
+    del event, info
 
 
 def run_stage(config, stage: str, workdir: str, *, mesh=None, on_event=None) -> dict:
@@ -67,32 +61,36 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_event=None) -> 
     'preempted'). `on_event(event, **info)` is called at 'start', 'compiled', 'step' and 'eval' (tests use it)."""
     with preemption.handler():
         stage_spec = recipe.resolve_stage(config, stage)
-        return Stage(config, stage_spec, workdir, mesh=mesh, on_event=on_event).run()
+        return _run_one(stage_spec, workdir, mesh or parallel.make_mesh(), on_event or _ignore)
+
+
+def _run_one(stage_spec, workdir, mesh, on_event) -> dict:
+    return stage_lib.run(stage_spec, workdir, mesh=mesh, on_event=lambda event, **info: on_event(event, stage=stage_spec.name,
+                                                                                           **info))
 
 
 def run(config, workdir: str, stages: list[str] | None = None, *, mesh=None, on_event=None, argv=None,
         validated: bool = False) -> list[dict]:
     """Validates, then runs `stages` (default: all, in stage order). Returns their results; stops after a
     preempted stage (its record says 'preempted')."""
-    on_event = on_event or (lambda event, **info: None)
+    on_event, mesh = on_event or _ignore, mesh or parallel.make_mesh()
     with preemption.handler():
         stages = stages or recipe.stage_order(config)
         specs = [recipe.resolve_stage(config, s) for s in stages] if validated else validate(config, stages, mesh=mesh)
         record_launch(config, workdir, stages, argv)
-        results = []
+        done = []
         for stage_spec in specs:
             if preemption.should_stop():
-                results.append({"stage": stage_spec.name, "status": "preempted", "step": None})
+                done.append(results.preempted(stage_spec.name, None))
                 break
-            done = finished_results(config, stage_spec, workdir)
-            if done is not None:
+            finished = finished_results(stage_spec, workdir)
+            if finished is not None:
                 if jax.process_index() == 0:
-                    print(f"[{stage_spec.name}] finished earlier (step {done['step']}); reporting its results", flush=True)
-                results.append(done)
+                    print(f"[{stage_spec.name}] finished earlier (step {finished['step']}); reporting its results", flush=True)
+                done.append(finished)
                 continue
-            result = Stage(config, stage_spec, workdir, mesh=mesh, on_event=on_event).run()
-            results.append(result)
+            done.append(_run_one(stage_spec, workdir, mesh, on_event))
             on_event("stage_done", stage=stage_spec.name)
-            if result["status"] == "preempted":
+            if done[-1]["status"] == "preempted":
                 break
-        return results
+        return done

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from kdjax.registry import Registry
+
 GROUP_KEYS = ("pattern", "lr_mult", "base_lr", "weight_decay", "exclude_1d_from_decay", "frozen_epochs")
 OPTIMIZER_KEYS = ("name", "weight_decay", "exclude_1d_from_decay", "groups")
 DEFAULT_GROUP = "default"
@@ -87,7 +89,10 @@ def momentum_schedule(cfg: dict, *, steps_per_epoch: int, total_steps: int) -> o
     return onecycle_curve(cycle, float(cfg.get("pct_start", 0.3)), high, low, high)
 
 
-SCHEDULES = {"constant": _constant, "multistep": _multistep, "cosine": _cosine, "onecycle": _onecycle}
+SCHEDULES = Registry("schedule")
+for _name, _schedule in (("constant", _constant), ("multistep", _multistep), ("cosine", _cosine),
+                         ("onecycle", _onecycle)):
+    SCHEDULES.register(_name, _schedule)
 
 
 def _sgd(lr, *, momentum=0.9, nesterov=False):
@@ -101,7 +106,9 @@ def _adam(lr, *, b1=0.9, b2=0.999, eps=1e-8):
     return optax.adam(lr, b1=b1, b2=b2, eps=eps)
 
 
-OPTIMIZERS = {"sgd": _sgd, "adam": _adam, "adamw": _adam}
+OPTIMIZERS = Registry("optimizer")
+for _name, _optimizer in (("sgd", _sgd), ("adam", _adam), ("adamw", _adam)):
+    OPTIMIZERS.register(_name, _optimizer)
 
 
 def _options(fn, skip=()):
@@ -117,9 +124,10 @@ def _check(block: dict, valid, where: str) -> None:
 def check(optimizer: dict, schedule: dict) -> None:
     """Raises ValueError naming any unknown optimizer / schedule / group key or choice."""
     name = optimizer.get("name")
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name: unknown optimizer {name!r}; valid: {list(OPTIMIZERS)}")
-    _check(optimizer, list(OPTIMIZER_KEYS) + _options(OPTIMIZERS[name]), f"optimizer ({name})")
+    try:
+        _check(optimizer, list(OPTIMIZER_KEYS) + _options(OPTIMIZERS.get(name)), f"optimizer ({name})")
+    except ValueError as e:
+        raise ValueError(f"optimizer.name: {e}" if name not in OPTIMIZERS else str(e)) from e
     for group, options in dict(optimizer.get("groups") or {}).items():
         _check(options, GROUP_KEYS, f"optimizer.groups.{group}")
         if "pattern" not in options:
@@ -131,9 +139,10 @@ def check(optimizer: dict, schedule: dict) -> None:
         re.compile(options["pattern"])
     kind = schedule.get("name")
     if kind not in SCHEDULES:
-        raise ValueError(f"schedule.name: unknown schedule {kind!r}; valid: {list(SCHEDULES)}")
-    _check(schedule, ["name"] + _options(SCHEDULES[kind], ("steps_per_epoch", "total_steps")), f"schedule ({kind})")
-    missing = [p.name for p in inspect.signature(SCHEDULES[kind]).parameters.values()
+        raise ValueError(f"schedule.name: unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES.names())}")
+    _check(schedule, ["name"] + _options(SCHEDULES.get(kind), ("steps_per_epoch", "total_steps")),
+           f"schedule ({kind})")
+    missing = [p.name for p in inspect.signature(SCHEDULES.get(kind)).parameters.values()
                if p.default is inspect.Parameter.empty and p.name not in ("steps_per_epoch", "total_steps")
                and p.name not in schedule]
     if missing:
@@ -149,12 +158,10 @@ def check(optimizer: dict, schedule: dict) -> None:
 def make_schedule(cfg: dict, *, steps_per_epoch: int, total_steps: int, base_lr=None) -> optax.Schedule:
     cfg = dict(cfg)
     kind = cfg.pop("name")
-    if kind not in SCHEDULES:
-        raise ValueError(f"Unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES)}")
     if base_lr is not None:
         cfg["base_lr"] = base_lr
     cfg["base_lr"] = float(cfg["base_lr"])
-    return SCHEDULES[kind](steps_per_epoch=steps_per_epoch, total_steps=total_steps, **cfg)
+    return SCHEDULES.get(kind)(steps_per_epoch=steps_per_epoch, total_steps=total_steps, **cfg)
 
 
 def _decay_mask(params):
@@ -167,7 +174,7 @@ def _one(name, kind_options, schedule, weight_decay, exclude_1d, momentum=None):
         kind_options = dict(kind_options, b1=momentum)
     if name == "adamw":
         return optax.adamw(schedule, weight_decay=weight_decay, mask=mask, **kind_options)
-    base = OPTIMIZERS[name](schedule, **kind_options)
+    base = OPTIMIZERS.get(name)(schedule, **kind_options)
     return optax.chain(optax.add_decayed_weights(weight_decay, mask), base) if weight_decay else base
 
 

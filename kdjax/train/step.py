@@ -45,35 +45,30 @@ class Networks:
         return lambda x: self.student.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
 
 
-def extra_views(weighted_terms) -> tuple[str, ...]:
-    return tuple(sorted({v for wt in weighted_terms for v in wt.term.views}))
+def _declared(taps: dict | None, names) -> dict | None:
+    """The taps a term declared it reads (a term reading another one fails loudly, here and in every mode)."""
+    return None if taps is None else {k: taps[k] for k in names if k in taps}
 
 
-def joint_views(weighted_terms) -> tuple[str, ...]:
-    return tuple(sorted({v for wt in weighted_terms for v in wt.term.joint_views}))
-
-
-NON_BATCH_TAPS = ("preact_bn",)  # taps that hold parameters (BN scale, bias), not per-example features
-
-
-def _split_rows(tree, parts: int):
-    """Splits every per-example array of a model's (outputs, taps) into `parts` equal row blocks."""
-    outputs, taps = tree
+def _split_rows(outputs, taps: dict, parts: int, shared):
+    """Splits the outputs and every per-example tap of one forward pass over `parts` stacked views into equal row
+    blocks; `shared` taps (parameters, not rows) go whole to every part."""
     n = outputs.shape[0] // parts
 
-    def part(i):
-        rows = lambda x: x[i * n:(i + 1) * n]  # noqa: E731
-        return rows(outputs), {k: v if k in NON_BATCH_TAPS else jax.tree.map(rows, v) for k, v in taps.items()}
-    return [part(i) for i in range(parts)]
+    def rows(i):
+        return lambda x: x[i * n:(i + 1) * n]
+    return [(rows(i)(outputs), {k: v if k in shared else jax.tree.map(rows(i), v) for k, v in taps.items()})
+            for i in range(parts)]
 
 
-def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_vars, batch, *, step, epoch, rng,
-            dataset_size: int = 0, num_classes: int = 0) -> tuple[terms_lib.TermInputs, dict]:
+def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_vars, batch, *, step, epoch,
+            rng) -> tuple[terms_lib.TermInputs, dict]:
     """Student (train mode) and teacher outputs on `batch['image']` and on every extra view a term reads.
 
     The student's BatchNorm statistics are threaded through the views in order (one running-statistic update per
     forward pass, as PyTorch references that forward each view). Returns (TermInputs, updated batch_stats).
     """
+    needs = terms_lib.Needs.of(weighted_terms)
     teacher_fn = networks.teacher_fn(teacher_vars)
 
     def student(images, stats, dropout_rng):
@@ -81,43 +76,38 @@ def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_var
                                               mutable=["batch_stats"], rngs={"dropout": dropout_rng})
         return out, updated.get("batch_stats", stats)
 
-    def with_teacher(out, images):
-        t_logits, t_taps = jax.lax.stop_gradient(teacher_fn(images)) if teacher_fn else (None, None)
-        return terms_lib.ViewOutputs(out[0], out[1], t_logits, t_taps)
+    def outputs(student_out, key):
+        s_out, s_taps = student_out
+        t_out, t_taps = jax.lax.stop_gradient(teacher_fn(batch[key])) if teacher_fn else (None, None)
+        return terms_lib.ViewOutputs(s_out, _declared(s_taps, needs.student_taps), t_out,
+                                     _declared(t_taps, needs.teacher_taps))
 
-    for key in extra_views(weighted_terms):
-        if key not in batch:
-            raise ValueError(f"a loss term needs batch view {key!r}, which the pipeline did not produce; add it to "
-                             f"data.views (batch keys: {sorted(batch)})")
-    joint = joint_views(weighted_terms)
-    views = {}
-    if joint:  # 'image' and the joint views as one batch through the student: one set of BN batch statistics
-        images = jnp.concatenate([batch["image"]] + [batch[k] for k in joint], axis=0)
-        out, stats = student(images, batch_stats, jax.random.fold_in(rng, 1))
-        parts = _split_rows(out, 1 + len(joint))
-        main = with_teacher(parts[0], batch["image"])
-        views.update({k: with_teacher(part, batch[k]) for k, part in zip(joint, parts[1:])})
-    else:
-        out, stats = student(batch["image"], batch_stats, jax.random.fold_in(rng, 1))
-        main = with_teacher(out, batch["image"])
-    for i, key in enumerate(k for k in extra_views(weighted_terms) if k not in joint):
+    missing = [k for k in needs.extra_views if k not in batch]
+    if missing:
+        raise ValueError(f"a loss term needs batch view(s) {missing}, which the pipeline did not produce; add them "
+                         f"to data.views (batch keys: {sorted(batch)})")
+    main, joint, views = terms_lib.MAIN_VIEW, needs.joint_views, {}
+    # 'image' and the joint views as one batch through the student: one set of BN batch statistics
+    images = jnp.concatenate([batch[main]] + [batch[k] for k in joint], axis=0) if joint else batch[main]
+    (out, taps), stats = student(images, batch_stats, jax.random.fold_in(rng, 1))
+    taps = _declared(taps, needs.student_taps)
+    parts = _split_rows(out, taps, 1 + len(joint), needs.shared_taps) if joint else [(out, taps)]
+    views.update({key: outputs(part, key) for key, part in zip((main,) + joint, parts)})
+    for i, key in enumerate(k for k in needs.extra_views if k not in joint):
         out, stats = student(batch[key], stats, jax.random.fold_in(rng, 100 + i))
-        views[key] = with_teacher(out, batch[key])
-    inputs = terms_lib.TermInputs(batch, main.student_logits, main.student_taps, main.teacher_logits,
-                                  main.teacher_taps, networks.student_fn(params, batch_stats), teacher_fn,
-                                  jnp.asarray(step, jnp.int32), jnp.asarray(epoch, jnp.float32), rng, views,
-                                  dataset_size, num_classes)
+        views[key] = outputs(out, key)
+    inputs = terms_lib.TermInputs(batch, views, networks.student_fn(params, batch_stats), teacher_fn,
+                                  jnp.asarray(step, jnp.int32), jnp.asarray(epoch, jnp.float32), rng)
     return inputs, stats
 
 
-def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars, dataset_size: int = 0,
-               num_classes: int = 0) -> TrainState:
+def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars) -> TrainState:
     """Initial state from a (global) example batch; run under jit with replicated out_shardings, or eval_shape."""
     model_rng, term_rng, state_rng = jax.random.split(rng, 3)
     variables = networks.student.init(model_rng, batch["image"], train=False)
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
     inputs, _ = forward(networks, weighted_terms, params, batch_stats, teacher_vars, batch, step=0, epoch=1,
-                        rng=term_rng, dataset_size=dataset_size, num_classes=num_classes)
+                        rng=term_rng)
     term_params, loss_state = {}, {}
     for i, wt in enumerate(weighted_terms):
         term_params[wt.name], loss_state[wt.name] = wt.term.init(jax.random.fold_in(term_rng, i), inputs)
@@ -127,7 +117,7 @@ def init_state(networks, weighted_terms, tx, rng, batch, teacher_vars, dataset_s
 
 
 def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_terms, task, schedules,
-               steps_per_epoch, dataset_size: int = 0, num_classes: int = 0):
+               steps_per_epoch):
     """One optimiser step; returns (new state, measurements). `measurements['train/finite']` is 1 only when the
     loss, the gradients and the updated parameters are all finite."""
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -135,8 +125,7 @@ def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_ter
 
     def loss_fn(params):
         inputs, batch_stats = forward(networks, weighted_terms, params["model"], state.batch_stats, teacher_vars,
-                                      batch, step=state.step, epoch=epoch, rng=rng, dataset_size=dataset_size,
-                                      num_classes=num_classes)
+                                      batch, step=state.step, epoch=epoch, rng=rng)
         total, measurements, new_loss_state = jnp.float32(0.0), {}, {}
         for wt in weighted_terms:
             value, new_loss_state[wt.name], extra = wt.term(inputs, params["terms"][wt.name],
@@ -145,7 +134,7 @@ def train_step(state: TrainState, teacher_vars, batch, *, networks, weighted_ter
             measurements[f"loss/{wt.name}"] = value
             measurements.update({f"{wt.name}/{k}": v for k, v in extra.items()})
         measurements["loss/total"] = total
-        measurements.update(task.train_metrics(inputs.student_logits, inputs.teacher_logits, batch["label"]))
+        measurements.update(task.train_metrics(inputs.student, inputs.teacher, batch["label"]))
         return total, (batch_stats, new_loss_state, measurements)
 
     grads, (batch_stats, loss_state, measurements) = jax.grad(loss_fn, has_aux=True)(state.params)

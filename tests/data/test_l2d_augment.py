@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from kdjax.data import l2d_augment, ops
-from tests.data.test_randaugment import BLENDS, _image
+from tests.data.test_randaugment import BLENDS, smooth_image
 
 EXACT = {"Invert", "Posterize", "Solarize", "Equalize"}
 
@@ -66,7 +66,7 @@ def test_magnitude_tables_are_the_policys():
 @pytest.mark.parametrize("name", [n for n in l2d_augment.NAMES if n != "Cutout"])
 @pytest.mark.parametrize("m, sign", [(3, 1), (8, -1)])
 def test_op_matches_the_policy_in_pillow(name, m, sign):
-    image = _image()
+    image = smooth_image()
     ours, ref = _ours(name, m, sign, image), _pil(name, m, sign, image)
     if name in EXACT:
         np.testing.assert_array_equal(ours, ref)
@@ -100,7 +100,7 @@ def _asl_cutout_pil(image, uniforms, colour, factor=0.5):
 
 @pytest.mark.parametrize("size", [(24, 24), (20, 30)])
 def test_cutout_pil_equals_asls_rectangle(size):
-    image = _image()[:size[0], :size[1]]
+    image = smooth_image()[:size[0], :size[1]]
     for s in range(12):
         seed = tf.constant([s, 5], tf.int64)
         out = np.asarray(l2d_augment.cutout_pil(tf.constant(image), seed))
@@ -111,7 +111,7 @@ def test_cutout_pil_equals_asls_rectangle(size):
 
 
 def test_each_op_is_applied_with_probability_one_half():
-    image = tf.constant(_image())
+    image = tf.constant(smooth_image())
     changed = [not np.array_equal(l2d_augment.rand_augment(image, tf.constant([s, 9], tf.int64), num_ops=1), image)
                for s in range(300)]
     # an applied op can leave the image unchanged (posterize 8 bits, a 0-magnitude index is never drawn): <= 0.5
@@ -123,7 +123,7 @@ def test_each_op_is_applied_with_probability_one_half():
 
 def test_view_string_builds_the_l2d_pipeline_and_checks_arguments():
     fns = ops.build("resize(32, 32)|cutout_pil|l2d_randaugment")
-    x = tf.constant(_image())
+    x = tf.constant(smooth_image())
     for fn in fns:
         x = fn(x, tf.constant([1, 2], tf.int64))
     assert x.shape == (32, 32, 3) and x.dtype == tf.uint8

@@ -114,7 +114,8 @@ def test_few_shot_subset_sizes_and_determinism(digits):
     assert sorted(seen) == sorted(idx)
     with pytest.raises(ValueError, match="fewer than per_class"):
         data.few_shot_indices(labels, 1000, seed=0)
-    with pytest.raises(ValueError, match="50 training examples are fewer than one global batch of 64"):
+    with pytest.raises(ValueError, match="per_class=5 x 10 classes = 50 training examples, fewer than one global "
+                                         "batch of 64: raise per_class to at least 7"):
         _build(per_class=5, batch_size=64)
 
 
@@ -155,7 +156,7 @@ def test_class_ranges_split_the_classes(digits):
 
 def test_fashion_mnist_missing_files_explain_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist.*tfds:fashion_mnist"):
-        sources._fashion_mnist(str(tmp_path))
+        sources.fashion_mnist(str(tmp_path))
 
 
 def test_fashion_mnist_idx_reader(tmp_path):
@@ -165,7 +166,7 @@ def test_fashion_mnist_idx_reader(tmp_path):
     header = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
     with gzip.open(tmp_path / "x.gz", "wb") as f:
         f.write(header + images.tobytes())
-    np.testing.assert_array_equal(sources._read_idx(str(tmp_path / "x.gz")), images)
+    np.testing.assert_array_equal(sources.read_idx(str(tmp_path / "x.gz")), images)
 
 
 def test_bad_names_say_what_is_valid():
@@ -181,7 +182,7 @@ def test_bad_names_say_what_is_valid():
         _build(augment=("crop",))
     with pytest.raises(ValueError, match="has no normalisation kdjax knows.*'imagenet'"):
         data.normalization("caltech_birds2011")
-    with pytest.raises(ValueError, match="unknown sampler 'balanced'; valid samplers: epoch, class_balanced"):
+    with pytest.raises(ValueError, match="unknown sampler 'balanced'; valid samplers: class_balanced, epoch"):
         _build(sampler="balanced")
 
 

@@ -11,7 +11,7 @@ from kdjax.data import randaugment
 NAMES = [name for name, *_ in randaugment.OPS]
 
 
-def _image():
+def smooth_image():
     rng = np.random.RandomState(0)
     smooth = np.cumsum(np.cumsum(rng.randint(-6, 7, (32, 32, 3)), 0), 1)  # structured, not white noise
     return np.clip(smooth - smooth.min(axis=(0, 1)) + 20, 0, 235).astype(np.uint8)
@@ -56,7 +56,7 @@ CASES = [("Posterize", 4), ("Posterize", 6), ("Solarize", 128), ("Solarize", 200
 
 @pytest.mark.parametrize("name, v", CASES)
 def test_op_matches_pillow(name, v):
-    image = _image()
+    image = smooth_image()
     ours, ref = _ours(name, v, image), _pil(name, v, image)
     if name in EXACT:
         np.testing.assert_array_equal(ours, ref)
@@ -83,7 +83,7 @@ def test_cutout_fills_one_clipped_square_with_the_reference_colour():
 
 
 def test_rand_augment_is_a_function_of_its_seed():
-    image = tf.constant(_image())
+    image = tf.constant(smooth_image())
     a = randaugment.rand_augment(image, tf.constant([3, 4], tf.int64))
     b = randaugment.rand_augment(image, tf.constant([3, 4], tf.int64))
     outs = {randaugment.rand_augment(image, tf.constant([s, 4], tf.int64)).numpy().tobytes() for s in range(8)}

@@ -1,4 +1,4 @@
-"""Jacobian losses against closed forms, jax.jacrev, finite differences and Proposition 1 of paper 004."""
+"""Jacobian losses against closed forms, jax.jacrev, finite differences and Proposition 1 of Srinivas & Fleuret (ICML 2018)."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -80,12 +80,13 @@ def test_margin_on_fixed_triplets_including_switched_ones():
     triplets = np.array([[0, 1, 2], [2, 3, 0], [4, 5, 8], [4, 4, 5], [6, 6, 7], [10, 10, 0], [11, 12, 3]], np.int32)
     beta = rng.uniform(0.6, 1.3, 6).astype(np.float32)
     valid = np.array([1, 1, 1, 1, 1, 0, 1], bool)
-    loss, info = losses.margin(x, y, triplets, beta, valid=valid)
+    loss = losses.margin(x, y, triplets, beta, valid=valid)
+    info = losses.margin_statistics(x, y, triplets, beta, valid=valid)
     expected, active = margin_reference(x.astype(np.float64), y, triplets, beta, valid=valid)
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
     assert float(info["active_triplets"]) == active
     # the anchor-anchor distance is sqrt(1e-8) = 1e-4: a switched triplet (a, a, p) pushes p away when beta > m
-    grad = jax.grad(lambda e: losses.margin(e, y, triplets[3:4], beta)[0])(jnp.asarray(x))
+    grad = jax.grad(lambda e: losses.margin(e, y, triplets[3:4], beta))(jnp.asarray(x))
     assert np.any(grad[5] != 0)
 
 
@@ -95,14 +96,14 @@ def test_margin_gradients_and_label_range():
     triplets = np.array([[0, 1, 2], [2, 3, 0], [4, 5, 8]], np.int32)
     with jax.enable_x64():
         beta = jnp.asarray(rng.uniform(0.8, 1.2, 6))
-        check_grads(lambda e, b: losses.margin(e, y, triplets, b)[0], (jnp.asarray(x, jnp.float64), beta), order=1,
+        check_grads(lambda e, b: losses.margin(e, y, triplets, b), (jnp.asarray(x, jnp.float64), beta), order=1,
                     modes=("rev",), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="label 5 outside the 5 classes of its parameters"):
         losses.margin(x, y, triplets, jnp.ones(5))
     # every term satisfied (a duplicate positive, an antipodal negative, beta 1): 0 with a finite gradient
     e = jnp.array([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
     value, grad = jax.value_and_grad(lambda v: losses.margin(v, np.array([0, 0, 1]), np.array([[0, 1, 2]]),
-                                                             jnp.ones(2))[0])(e)
+                                                             jnp.ones(2)))(e)
     assert float(value) == 0.0 and np.all(np.isfinite(grad))
 
 
@@ -153,7 +154,7 @@ def test_antipodal_embeddings_stay_finite():
     assert np.all(np.isfinite(w)) and np.allclose(np.sum(w, 1), 1.0)
     triplets, valid = losses.distance_weighted_triplets(jax.random.key(0), x, y)
     assert np.all(valid)
-    grad = jax.grad(lambda e: losses.margin(e, y, triplets, jnp.ones(2))[0])(jnp.asarray(x))
+    grad = jax.grad(lambda e: losses.margin(e, y, triplets, jnp.ones(2)))(jnp.asarray(x))
     assert np.all(np.isfinite(grad))
 
 
@@ -224,7 +225,8 @@ def test_pml_parity_multi_similarity_margin_proxy_anchor():
         margin.beta.copy_(torch.tensor(beta))
     out = margin(torch.tensor(x), ty, tuple(torch.tensor(triplets[:, i]) for i in range(3)))
     pml_sum = float(out["margin_loss"]["losses"].sum())
-    ours, info = losses.margin(x, y, triplets.astype(np.int32), beta)
+    ours = losses.margin(x, y, triplets.astype(np.int32), beta)
+    info = losses.margin_statistics(x, y, triplets.astype(np.int32), beta)
     np.testing.assert_allclose(float(ours) * float(info["active_triplets"]), pml_sum, rtol=1e-3)
     # ProxyAnchor with exactly 2 samples per class: the two reductions coincide
     y2 = np.repeat(np.arange(6), 2).astype(np.int32)

@@ -63,7 +63,7 @@ def test_bad_shapes_and_gamma_are_named(batch):
         losses.focal_bce(jnp.asarray(z), jnp.asarray(y), gamma=-1.0)
 
 
-# ---- distillation losses (paper 001 and its baselines) ---------------------------------------------------------
+# ---- distillation losses (3D, Li & Cheng, and its baselines) ---------------------------------------------------------
 def _sig(z):
     return 1 / (1 + np.exp(-z))
 

@@ -7,7 +7,7 @@ import pytest
 
 from kdjax import models
 
-# name -> (feats shapes (H, C) at 32x32 input, pooled dim); from spec section 1 and paper 004 Sec 10.1.
+# name -> (feats shapes (H, C) at 32x32 input, pooled dim); from spec section 1 and Srinivas & Fleuret Sec 10.1.
 EXPECTED_TAPS = {
     "resnet8x4": ([(32, 32), (32, 64), (16, 128), (8, 256)], 256),
     "resnet32x4": ([(32, 32), (32, 64), (16, 128), (8, 256)], 256),
@@ -96,12 +96,12 @@ def test_channel_shuffle_follows_torch_view_permute_order():
 
 def test_shufflev1_shortcut_pool_counts_zero_padding():
     """torch AvgPool2d(3, 2, padding=1) divides by 9 at the borders too (count_include_pad=True)."""
-    from kdjax.models.shufflenet import _avg_pool_3x3_s2_with_zero_pad
+    from kdjax.models.shufflenet import avg_pool_3x3_s2_with_zero_pad
     x = np.random.RandomState(0).rand(1, 4, 4, 2).astype(np.float32)
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     expected = np.array([[padded[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3].sum((0, 1)) / 9 for j in range(2)]
                          for i in range(2)])[None]
-    np.testing.assert_allclose(_avg_pool_3x3_s2_with_zero_pad(jnp.asarray(x)), expected, rtol=1e-6)
+    np.testing.assert_allclose(avg_pool_3x3_s2_with_zero_pad(jnp.asarray(x)), expected, rtol=1e-6)
 
 
 def test_every_registered_model_builds():

@@ -10,7 +10,7 @@ import pytest
 from kdjax import models, ops, parallel
 from kdjax.ops import xla_cpu_options
 
-pytestmark = pytest.mark.skipif(not xla_cpu_options._supported(), reason="this jaxlib lacks the YNNPACK option")
+pytestmark = pytest.mark.skipif(not xla_cpu_options.supported(), reason="this jaxlib lacks the YNNPACK option")
 
 
 CHANNELS = 32  # at this size jaxlib 0.10's defaults give the convolutions to YNNPACK

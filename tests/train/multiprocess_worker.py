@@ -14,7 +14,8 @@ from jax.experimental import multihost_utils  # noqa: E402
 from kdjax import data, evaluators, metrics, parallel  # noqa: E402
 from kdjax.train import loop, recipe  # noqa: E402
 from kdjax.train import checkpoint as ckpt_lib  # noqa: E402
-from kdjax.train.stage import build_model  # noqa: E402
+from kdjax import models  # noqa: E402
+from kdjax.train.state import model_variables  # noqa: E402
 from tests import helpers  # noqa: E402
 
 config = helpers.tiny_config(steps=3)
@@ -24,21 +25,19 @@ d = data.build(spec.data, seed=0, batch_size=spec.batch_size, eval_batch_size=in
 local = next(d.train.batches())
 global_ids = multihost_utils.process_allgather(local["index"])
 loop.run(config, workdir)
-checkpointer = ckpt_lib.Checkpointer(f"{workdir}/student/checkpoints")
-tree, _, step = checkpointer.restore_raw()
-checkpointer.close()
+tree, _, step = ckpt_lib.restore_raw(f"{workdir}/student/checkpoints")
 checksum = float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(tree["params"])))
 checksums = multihost_utils.process_allgather(np.float64(checksum))
 
 # The retrieval evaluator on logits as embeddings: each process reads half of the 64 evaluation images, the
 # evaluator gathers all of them; the reference applies the model to the whole split in this process alone.
-model = build_model(recipe.resolve_stage(config, "student").model, 10)
-variables = {"params": tree["params"]["model"], "batch_stats": tree["batch_stats"]}
+model = models.from_config(recipe.resolve_stage(config, "student").model, num_classes=10)
+variables = model_variables(tree)
 mesh = parallel.make_mesh()
 retrieval = evaluators.build("eval", dict(type="retrieval", ks=(1, 4), map_at_r=False, roth_map_r=0, nmi=False),
                              mesh=mesh, data=d)
 gathered = retrieval.run(model.apply, jax.device_put(variables, parallel.replicated(mesh)))
-whole = data.build(dict(spec.data), seed=0, batch_size=16, eval_batch_size=64).eval
+whole = data.build(spec.data, seed=0, batch_size=16, eval_batch_size=64).eval
 images = np.concatenate([b["image"][b["_mask"]] for b in whole.batches()])
 logits = np.asarray(model.apply(variables, images, train=False)[0])
 reference = metrics.recall_at_k(logits, whole.split.labels, (1, 4))

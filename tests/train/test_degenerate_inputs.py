@@ -66,22 +66,20 @@ def _batches(multi_hot=False):
 
 def test_every_registered_term_is_swept():
     multilabel = {options.get("term", name) for name, options in MULTILABEL_TERM_OPTIONS.items()}
-    assert set(terms.REGISTRY) - TEST_ONLY == set(TERM_OPTIONS) | set(METRIC_TERM_OPTIONS) | multilabel
+    assert set(terms.TERMS) - TEST_ONLY == set(TERM_OPTIONS) | set(METRIC_TERM_OPTIONS) | multilabel
 
 
 def _sweep(options, student, teacher, task):
     mesh = parallel.make_mesh()
-    weighted = terms.build_terms(options)
+    weighted = terms.build_terms(options, terms.DataFacts(num_examples=DATASET, num_classes=CLASSES))
     networks = step_lib.Networks(student, teacher)
     tx = optax.sgd(0.1, momentum=0.9)
     batches = {k: parallel.global_batch(v, mesh) for k, v in _batches(task == "multilabel").items()}
     first = next(iter(batches.values()))
     teacher_vars = teacher.init(jax.random.key(0), first["image"], train=False) if teacher else {}
-    state = jax.jit(lambda r: step_lib.init_state(networks, weighted, tx, r, first, teacher_vars,
-                                                  DATASET, CLASSES))(jax.random.key(1))
-    train = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
-                                    task=tasks.get_task(task), schedules={"default": lambda s: 0.1},
-                                    steps_per_epoch=10, dataset_size=DATASET, num_classes=CLASSES)
+    state = jax.jit(lambda r: step_lib.init_state(networks, weighted, tx, r, first, teacher_vars))(jax.random.key(1))
+    train = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=weighted, task=tasks.get_task(task),
+                                    schedules={"default": lambda s: 0.1}, steps_per_epoch=10)
     for kind, batch in batches.items():
         new_state, m = train(jax.tree.map(jnp.copy, state), teacher_vars, batch)
         bad = {k: float(v) for k, v in m.items() if not np.isfinite(float(v))}

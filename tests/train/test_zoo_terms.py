@@ -44,15 +44,14 @@ def test_every_method_takes_a_distillation_step(pair, cifar_batches):
     teacher = models.get_model(teacher_name, num_classes=100, width=WIDTH)
     student = models.get_model(student_name, num_classes=100, width=WIDTH)
     teacher_vars = teacher.init(jax.random.key(0), batches[0]["image"], train=False)
-    weighted = terms.build_terms(all_methods_losses(pair))
+    weighted = terms.build_terms(all_methods_losses(pair), terms.DataFacts(num_examples=dataset_size))
     networks = step_lib.Networks(student, teacher)
     tx = optax.sgd(0.05, momentum=0.9)
-    state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv, dataset_size))(
+    state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv))(
         jax.random.key(1), batches[0], teacher_vars)
-    train = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=tuple(weighted),
+    train = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=weighted,
                                     task=tasks.get_task("classification"),
-                                    schedules={"default": optax.constant_schedule(0.05)}, steps_per_epoch=100,
-                                    dataset_size=dataset_size)
+                                    schedules={"default": optax.constant_schedule(0.05)}, steps_per_epoch=100)
     before = jax.tree.map(np.asarray, state)
     state, m1 = train(state, teacher_vars, batches[0])
     after_one = jax.tree.map(np.asarray, state)
@@ -94,12 +93,12 @@ def test_every_standard_pair_lines_up_for_every_method(pair):
     batch = {"image": jnp.zeros((b, 32, 32, 3)), "image_strong": jnp.zeros((b, 32, 32, 3)),
              "label": jnp.zeros((b,), jnp.int32), "index": jnp.arange(b), "contrast_idx": jnp.zeros((b, 17), jnp.int32)}
     losses_cfg = all_methods_losses(pair)
-    weighted = terms.build_terms(losses_cfg)
+    weighted = terms.build_terms(losses_cfg, terms.DataFacts(num_examples=50))
     networks = step_lib.Networks(student, teacher)
 
     def build():
         teacher_vars = teacher.init(jax.random.key(0), batch["image"], train=False)
-        return step_lib.init_state(networks, weighted, optax.sgd(0.1), jax.random.key(1), batch, teacher_vars, 50)
+        return step_lib.init_state(networks, weighted, optax.sgd(0.1), jax.random.key(1), batch, teacher_vars)
     state = jax.eval_shape(build)
     assert set(state.params["terms"]) == {wt.name for wt in weighted}
     assert state.loss_state["crd"]["bank_s"].shape == (50, 128)
@@ -117,10 +116,10 @@ def test_ofd_refuses_teachers_without_bn_taps():
 
 
 def test_crd_without_contrast_rows_names_the_data_option():
-    weighted = terms.build_terms({"crd": dict(weight=0.8)})
+    weighted = terms.build_terms({"crd": dict(weight=0.8)}, terms.DataFacts(num_examples=10))
     model = models.get_model("resnet8", num_classes=10)
     batch = {"image": jnp.zeros((2, 32, 32, 3)), "label": jnp.zeros((2,), jnp.int32)}
     networks = step_lib.Networks(model, model)
     with pytest.raises(ValueError, match="set data.contrast_negatives"):
         jax.eval_shape(lambda: step_lib.init_state(networks, weighted, optax.sgd(0.1), jax.random.key(1), batch,
-                                                   model.init(jax.random.key(0), batch["image"], train=False), 10))
+                                                   model.init(jax.random.key(0), batch["image"], train=False)))

@@ -59,6 +59,7 @@ class FitNet(Term):
     """Hint at `feats[hint_layer]` through ConvReg; weight 100 in the recipes."""
     hint_layer: int = 2
     needs_teacher = True
+    student_taps = teacher_taps = ("feats",)
 
     def _pair(self, inputs):
         return inputs.student_taps["feats"][self.hint_layer], inputs.teacher_taps["feats"][self.hint_layer]
@@ -81,6 +82,13 @@ class OFD(Term):
     for these features (an extra teacher forward; its running statistics are not updated); 'eval': running ones."""
     teacher_bn_mode: str = "train"
     needs_teacher = True
+    student_taps = ("preact_feats",)
+    teacher_taps = ("preact_feats", "preact_bn")
+    shared_taps = ("preact_bn",)
+
+    @property
+    def calls_teacher(self):
+        return self.teacher_bn_mode == "train"
 
     def __post_init__(self):
         if self.teacher_bn_mode not in ("train", "eval"):
@@ -123,6 +131,8 @@ class ReviewKD(Term):
     5.0 with a 20-epoch warm-up in the mdistiller recipe."""
     max_mid_channels: int = 512
     needs_teacher = True
+    student_taps = ("feats", "pooled")
+    teacher_taps = ("preact_feats", "pooled")
 
     @staticmethod
     def _features(inputs):
@@ -153,6 +163,7 @@ class VID(Term):
     eps: float = 1e-5
     learn_variance: bool = True
     needs_teacher = True
+    student_taps = teacher_taps = ("feats",)
 
     @staticmethod
     def _pairs(inputs):
@@ -177,11 +188,15 @@ class VID(Term):
 class CRD(Term):
     """Contrastive representation distillation on the pooled features; weight 0.8. Needs the pipeline's
     `contrast_idx` (data.contrast_negatives = K, 16384 in the recipe) and the dataset `index`. The memory banks
-    (dataset_size x feat_dim each) and Z constants are this term's loss state; both embeddings are trainable."""
+    (num_examples x feat_dim each, num_examples supplied by the trainer) and Z constants are this term's loss state;
+    both embeddings are trainable."""
     feat_dim: int = 128
     temperature: float = 0.07
     momentum: float = 0.5
+    num_examples: int = 0
     needs_teacher = True
+    student_taps = teacher_taps = ("pooled",)
+    data_facts = ("num_examples",)
 
     def _embed(self, params, inputs):
         embed = modules.Embed(self.feat_dim)
@@ -191,13 +206,13 @@ class CRD(Term):
     def init(self, rng, inputs):
         if "contrast_idx" not in inputs.batch:
             raise ValueError("crd: the batch has no 'contrast_idx'; set data.contrast_negatives (e.g. 16384)")
-        if not inputs.dataset_size:
-            raise ValueError("crd: the training split size is unknown (dataset_size=0)")
+        if not self.num_examples:
+            raise ValueError("crd: the training split size is unknown (built without DataFacts)")
         k_s, k_t, k_bank = jax.random.split(rng, 3)
         embed = modules.Embed(self.feat_dim)
         params = {"embed_s": embed.init(k_s, inputs.student_taps["pooled"])["params"],
                   "embed_t": embed.init(k_t, inputs.teacher_taps["pooled"])["params"]}
-        return params, losses.crd_init_state(k_bank, inputs.dataset_size, self.feat_dim)
+        return params, losses.crd_init_state(k_bank, self.num_examples, self.feat_dim)
 
     def __call__(self, inputs, params, state):
         v_s, v_t = self._embed(params, inputs)
@@ -225,5 +240,4 @@ class MLLD(Term):
 
     def loss(self, inputs):
         strong = inputs.views[self.strong_view]
-        return losses.mlld(inputs.student_logits, inputs.teacher_logits, strong.student_logits, strong.teacher_logits,
-                           variant=self.variant)
+        return losses.mlld(inputs.student, inputs.teacher, strong.student, strong.teacher, variant=self.variant)

@@ -58,6 +58,10 @@ class ICD(Term):
     def joint_views(self):
         return (self.view,) if self.joint_bn else ()
 
+    @property
+    def student_taps(self):
+        return (self.tap,) if self.embedding == "features" else ()
+
     def _embed(self, logits, taps):
         if self.embedding == "logits":
             return logits
@@ -66,20 +70,21 @@ class ICD(Term):
         return taps[self.tap].reshape(logits.shape[0], -1)
 
     def init(self, rng, inputs):
-        dim = self._embed(inputs.student_logits, inputs.student_taps).shape[-1]
-        return {}, losses.icd_init_cache(inputs.student_logits.shape[-1], dim, capacity=self.capacity)
+        dim = self._embed(inputs.student, inputs.student_taps).shape[-1]
+        return {}, losses.icd_init_cache(inputs.student.shape[-1], dim, capacity=self.capacity)
 
     def __call__(self, inputs, params, state):
         labels = inputs.labels
-        rho = losses.icd_margin(jax.lax.stop_gradient(inputs.student_logits), labels)
+        rho = losses.icd_margin(jax.lax.stop_gradient(inputs.student), labels)
         qualifies = rho > self.margin_threshold
         second = inputs.views[self.view]
-        anchor = self._embed(inputs.student_logits, inputs.student_taps)
-        positive = self._embed(second.student_logits, second.student_taps)
+        anchor = self._embed(inputs.student, inputs.student_taps)
+        positive = self._embed(second.student, second.student_taps)
         fires, per_class, _ = losses.icd_fire_plan(labels, qualifies, state)
         loss, new_state = losses.icd_intra(anchor, positive, labels, qualifies, state, temperature=self.temperature)
+        fired = jnp.sum(jnp.where(fires, state["count"] + per_class, 0)).astype(jnp.float32)
         stats = {"qualifying": jnp.sum(qualifies).astype(jnp.float32),
-                 "classes_fired": jnp.sum(fires).astype(jnp.float32),
-                 "anchors_fired": jnp.sum(jnp.where(fires, state["count"] + per_class, 0)).astype(jnp.float32),
+                 "classes_fired": jnp.sum(fires).astype(jnp.float32), "anchors_fired": fired,
+                 "fired_per_example": fired / labels.shape[0],  # cached entries count: it can exceed 1
                  "cached": jnp.sum(new_state["count"]).astype(jnp.float32)}
         return loss, new_state, stats

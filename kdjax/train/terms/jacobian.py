@@ -24,6 +24,11 @@ def _selector(value):
     return value
 
 
+def _tap_name(value) -> str:
+    selector = _selector(value)
+    return selector if isinstance(selector, str) else selector[0]
+
+
 @register("jacobian_matching")
 @dataclasses.dataclass(frozen=True)
 class JacobianMatching(Term):
@@ -31,7 +36,7 @@ class JacobianMatching(Term):
     select: str = "label"
     normalize: bool = False
     reduction: str = "sum"
-    needs_teacher = True
+    needs_teacher = calls_teacher = True
 
     def loss(self, inputs):
         return losses.jacobian_matching(inputs.student_fn, inputs.teacher_fn, inputs.batch["image"], inputs.labels,
@@ -44,7 +49,7 @@ class JacobianMatchingJvp(Term):
     """All-outputs Jacobian match, forward-mode unbiased estimate (kdjax extension, not in the paper)."""
     num_tangents: int = 1
     sigma: float = 1.0
-    needs_teacher = True
+    needs_teacher = calls_teacher = True
 
     def loss(self, inputs):
         return losses.jacobian_matching_jvp(inputs.student_fn, inputs.teacher_fn, inputs.batch["image"], inputs.rng,
@@ -73,6 +78,14 @@ class AttentionMatching(Term):
     p: float = 2.0
     needs_teacher = True
 
+    @property
+    def student_taps(self):
+        return tuple({_tap_name(l) for l in self.student_layers})
+
+    @property
+    def teacher_taps(self):
+        return tuple({_tap_name(l) for l in self.teacher_layers})
+
     def loss(self, inputs):
         s = [jac.select_tap(inputs.student_taps, _selector(l)) for l in self.student_layers]
         t = [jac.select_tap(inputs.teacher_taps, _selector(l)) for l in self.teacher_layers]
@@ -86,7 +99,7 @@ class AttentionJacobian(Term):
     student_layer: Any = "feats.1"
     teacher_layer: Any = "feats.1"
     window_fraction: float = 0.2
-    needs_teacher = True
+    needs_teacher = calls_teacher = True
 
     def loss(self, inputs):
         return losses.attention_jacobian_matching(inputs.student_fn, inputs.teacher_fn, inputs.batch["image"],
@@ -111,10 +124,14 @@ class LwF(Term):
     temperature: float = 2.0
     needs_teacher = True
 
+    @property
+    def student_taps(self):
+        return (self.head,)
+
     def loss(self, inputs):
         old_head = inputs.student_taps[self.head]
         if self.form == "squared_error":
-            return jnp.mean(jnp.sum(jnp.square(old_head - inputs.teacher_logits), axis=-1))
+            return jnp.mean(jnp.sum(jnp.square(old_head - inputs.teacher), axis=-1))
         if self.form == "kd_ce":
-            return losses.kd(old_head, inputs.teacher_logits, temperature=self.temperature) / self.temperature**2
+            return losses.kd(old_head, inputs.teacher, temperature=self.temperature) / self.temperature**2
         raise ValueError(f"lwf: form={self.form!r}; valid: 'squared_error', 'kd_ce'")

@@ -2,7 +2,7 @@
 import dataclasses
 
 from kdjax import losses
-from kdjax.train.terms.base import Term, register
+from kdjax.train.terms.base import MAIN_VIEW, Term, register
 
 
 @register("ce")
@@ -10,15 +10,15 @@ from kdjax.train.terms.base import Term, register
 class CrossEntropy(Term):
     """CE on the labels; `view` names another batch view (MLLD's CE on the strong view)."""
     label_smoothing: float = 0.0
-    view: str = "image"
+    view: str = MAIN_VIEW
 
     @property
     def views(self):
-        return () if self.view == "image" else (self.view,)
+        return (self.view,)
 
     def loss(self, inputs):
-        logits = inputs.student_logits if self.view == "image" else inputs.views[self.view].student_logits
-        return losses.cross_entropy(logits, inputs.labels, label_smoothing=self.label_smoothing)
+        return losses.cross_entropy(inputs.views[self.view].student, inputs.labels,
+                                    label_smoothing=self.label_smoothing)
 
 
 @register("kd")
@@ -28,7 +28,7 @@ class KD(Term):
     needs_teacher = True
 
     def loss(self, inputs):
-        return losses.kd(inputs.student_logits, inputs.teacher_logits, temperature=self.temperature)
+        return losses.kd(inputs.student, inputs.teacher, temperature=self.temperature)
 
 
 @register("logit_mse")
@@ -37,23 +37,23 @@ class LogitMSE(Term):
     needs_teacher = True
 
     def loss(self, inputs):
-        return losses.logit_mse(inputs.student_logits, inputs.teacher_logits)
+        return losses.logit_mse(inputs.student, inputs.teacher)
 
 
 @register("activation_matching")
 @dataclasses.dataclass(frozen=True)
 class ActivationMatching(Term):
-    """Squared error of pre-softmax activations (paper 004 "match activations", LwF-style).
+    """Squared error of pre-softmax activations ("match activations", LwF-style; Srinivas & Fleuret, ICML 2018).
 
-    reduction='sum': per-example sum over the K logits, mean over the batch (Prop. 1's form, kdjax default);
+    reduction='sum': per-example sum over the K logits, mean over the batch (their Prop. 1's form, kdjax default);
     'mean': mean over all elements.
     """
     reduction: str = "sum"
     needs_teacher = True
 
     def loss(self, inputs):
-        value = losses.logit_mse(inputs.student_logits, inputs.teacher_logits)
-        return value * inputs.student_logits.shape[-1] if self.reduction == "sum" else value
+        value = losses.logit_mse(inputs.student, inputs.teacher)
+        return value * inputs.student.shape[-1] if self.reduction == "sum" else value
 
     def __post_init__(self):
         if self.reduction not in ("sum", "mean"):

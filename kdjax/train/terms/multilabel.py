@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from kdjax import losses
-from kdjax.train.terms.base import Term, register
+from kdjax.train.terms.base import MAIN_VIEW, Term, register
 
 
 def _targets(inputs, term):
@@ -35,20 +35,20 @@ class Focal(Term):
             raise ValueError(f"focal: gamma={self.gamma} must be >= 0")
 
     def loss(self, inputs):
-        return losses.focal_bce(inputs.student_logits, _targets(inputs, "focal"), gamma=self.gamma)
+        return losses.focal_bce(inputs.student, _targets(inputs, "focal"), gamma=self.gamma)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Distill(Term):
-    teacher_view: str = "image"
+    teacher_view: str = MAIN_VIEW
     needs_teacher = True
 
     @property
     def views(self):
-        return () if self.teacher_view == "image" else (self.teacher_view,)
+        return (self.teacher_view,)
 
     def teacher_logits(self, inputs):
-        return inputs.teacher_logits if self.teacher_view == "image" else inputs.views[self.teacher_view].teacher_logits
+        return inputs.views[self.teacher_view].teacher
 
 
 @register("mld")
@@ -57,7 +57,7 @@ class MLD(_Distill):
     eps: float = 1e-8
 
     def loss(self, inputs):
-        return losses.mld(inputs.student_logits, self.teacher_logits(inputs), eps=self.eps)
+        return losses.mld(inputs.student, self.teacher_logits(inputs), eps=self.eps)
 
 
 @register("led")
@@ -67,6 +67,7 @@ class LED(Term):
     cd_weight: float = 100.0
     id_weight: float = 1000.0
     needs_teacher = True
+    student_taps = teacher_taps = ("label_embeddings",)
 
     def loss(self, inputs):
         taps = [t.get("label_embeddings") for t in (inputs.student_taps, inputs.teacher_taps)]
@@ -80,7 +81,7 @@ class LED(Term):
 @dataclasses.dataclass(frozen=True)
 class PartialSoftmax(_Distill):
     def loss(self, inputs):
-        return losses.partial_softmax(inputs.student_logits, self.teacher_logits(inputs), _targets(inputs, "ps"))
+        return losses.partial_softmax(inputs.student, self.teacher_logits(inputs), _targets(inputs, "ps"))
 
 
 @register("ml_mse")
@@ -93,7 +94,7 @@ class MultiLabelMSE(_Distill):
             raise ValueError(f"ml_mse: on={self.on!r}; valid: 'logits', 'probs'")
 
     def loss(self, inputs):
-        return losses.multilabel_mse(inputs.student_logits, self.teacher_logits(inputs), on=self.on)
+        return losses.multilabel_mse(inputs.student, self.teacher_logits(inputs), on=self.on)
 
 
 @register("pd")
@@ -110,7 +111,7 @@ class PositiveDivide(_Distill):
                              f"form={self.form!r} (valid: {list(losses.multilabel.PD_FORMS)})")
 
     def loss(self, inputs):
-        return losses.positive_divide(inputs.student_logits, self.teacher_logits(inputs), _targets(inputs, "pd"),
+        return losses.positive_divide(inputs.student, self.teacher_logits(inputs), _targets(inputs, "pd"),
                                       temperature=self.temperature, reduction=self.reduction, tau_sq=self.tau_sq,
                                       form=self.form)
 
@@ -139,11 +140,11 @@ class NegativeDiscrepancy(_Distill):
 
     def __call__(self, inputs, params, state):
         targets = _targets(inputs, "ndd")
-        student, teacher, partner = inputs.student_logits, self.teacher_logits(inputs), None
+        student, teacher, partner = inputs.student, self.teacher_logits(inputs), None
         if self.pairs == "views":
             second = inputs.views[self.second_view]
-            student = jnp.stack([student, second.student_logits])
-            teacher = jnp.stack([teacher, second.teacher_logits])
+            student = jnp.stack([student, second.student])
+            teacher = jnp.stack([teacher, second.teacher])
             valid = jnp.sum(jnp.any(targets == 0, axis=-1))
         elif self.pairs == "permutation":
             key = jax.random.fold_in(inputs.rng, zlib.crc32(b"ndd") & 0x7FFFFFFF)

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from kdjax import losses, modules
-from kdjax.train.terms.base import REGISTRY, Term, register
+from kdjax.train.terms.base import TERMS, Term, register
+from kdjax.train.terms.metric import Criterion
 
 BASE_LOSSES = ("margin", "rmargin", "multisimilarity", "proxyanchor")
 
@@ -41,6 +42,8 @@ class S2SD(Term):
     feat_weight: float = 50.0
     feat_delay: int = 1000
     detach_targets: bool = True
+    num_classes: int = 0
+    data_facts = ("num_classes",)
 
     def __post_init__(self):
         if self.base not in BASE_LOSSES:
@@ -59,9 +62,15 @@ class S2SD(Term):
             raise ValueError(f"temperature={self.temperature} must be > 0")
         self.criterion()  # the base loss's own option checks
 
-    def criterion(self) -> Term:
+    @property
+    def student_taps(self):
+        return ("feats",) if self.pool_aggr else ("pooled",)
+
+    def criterion(self) -> Criterion:
+        cls = TERMS.get(self.base)
+        facts = {k: getattr(self, k) for k in cls.data_facts}
         try:
-            return REGISTRY[self.base](**dict(self.base_options))
+            return cls(**dict(self.base_options), **facts)
         except TypeError as e:
             raise ValueError(f"base_options {dict(self.base_options)} for base loss {self.base!r}: {e}") from e
 
@@ -76,34 +85,32 @@ class S2SD(Term):
         last = feats[-1].astype(jnp.float32)
         return jnp.mean(last, axis=(1, 2)) + jnp.max(last, axis=(1, 2))
 
-    @staticmethod
-    def _as(inputs, embeddings, k):
-        """The inputs seen by one criterion instance: its own embeddings and its own miner randomness."""
-        return dataclasses.replace(inputs, student_logits=embeddings, rng=jax.random.fold_in(inputs.rng, k))
-
     def init(self, rng, inputs):
         criterion, f = self.criterion(), self._branch_input(inputs)
         keys = jax.random.split(rng, 2 * len(self.target_dims) + 1)
         params, state = {}, {}
-        params["source"], state["source"] = criterion.init(keys[0], self._as(inputs, inputs.student_logits, 0))
+        params["source"], state["source"] = criterion.criterion_init(keys[0], inputs.student)
         for k, dim in enumerate(self.target_dims):
             mlp = modules.TargetMLP(dim)
             mlp_params = mlp.init(keys[2 * k + 1], f)["params"]
             z = mlp.apply({"params": mlp_params}, f)
-            crit_params, state[f"target_{k}"] = criterion.init(keys[2 * k + 2], self._as(inputs, z, k + 1))
+            crit_params, state[f"target_{k}"] = criterion.criterion_init(keys[2 * k + 2], z)
             params[f"target_{k}"] = {"mlp": mlp_params, "criterion": crit_params}
         return params, state
 
     def __call__(self, inputs, params, state):
         criterion, f = self.criterion(), self._branch_input(inputs)
-        x = inputs.student_logits
+        x, labels = inputs.student, inputs.labels
         new_state, metrics = {}, {}
-        source_loss, new_state["source"], _ = criterion(self._as(inputs, x, 0), params["source"], state["source"])
+        # each criterion instance mines with its own randomness
+        source_loss, new_state["source"], _ = criterion.criterion_loss(x, labels, params["source"], state["source"],
+                                                                       jax.random.fold_in(inputs.rng, 0))
         target_losses, kls = [], []
         for k, dim in enumerate(self.target_dims):
             z = modules.TargetMLP(dim).apply({"params": params[f"target_{k}"]["mlp"]}, f)
-            loss_k, new_state[f"target_{k}"], _ = criterion(self._as(inputs, z, k + 1),
-                                                            params[f"target_{k}"]["criterion"], state[f"target_{k}"])
+            loss_k, new_state[f"target_{k}"], _ = criterion.criterion_loss(
+                z, labels, params[f"target_{k}"]["criterion"], state[f"target_{k}"],
+                jax.random.fold_in(inputs.rng, k + 1))
             kl_k = losses.similarity_kl(x, jax.lax.stop_gradient(z) if self.detach_targets else z,
                                         temperature=self.temperature)
             target_losses.append(loss_k)

@@ -18,7 +18,7 @@ class DKD(Term):
     needs_teacher = True
 
     def loss(self, inputs):
-        return losses.dkd(inputs.student_logits, inputs.teacher_logits, inputs.labels, alpha=self.alpha,
+        return losses.dkd(inputs.student, inputs.teacher, inputs.labels, alpha=self.alpha,
                           beta=self.beta, temperature=self.temperature)
 
 
@@ -31,6 +31,12 @@ class AttentionTransfer(Term):
     mode: str = "code"
     tap: str = "feats"
     needs_teacher = True
+
+    @property
+    def student_taps(self):
+        return (self.tap,)
+
+    teacher_taps = student_taps
 
     def loss(self, inputs):
         return losses.attention_transfer(inputs.student_taps[self.tap][self.first:],
@@ -47,6 +53,12 @@ class RKD(Term):
     tap: str = "pooled"
     needs_teacher = True
 
+    @property
+    def student_taps(self):
+        return (self.tap,)
+
+    teacher_taps = student_taps
+
     def loss(self, inputs):
         return losses.rkd(inputs.student_taps[self.tap], inputs.teacher_taps[self.tap],
                           distance_weight=self.distance_weight, angle_weight=self.angle_weight,
@@ -58,6 +70,12 @@ class RKD(Term):
 class PKT(Term):
     tap: str = "pooled"
     needs_teacher = True
+
+    @property
+    def student_taps(self):
+        return (self.tap,)
+
+    teacher_taps = student_taps
 
     def loss(self, inputs):
         return losses.pkt(inputs.student_taps[self.tap], inputs.teacher_taps[self.tap])

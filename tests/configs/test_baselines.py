@@ -59,6 +59,7 @@ def fmnist_teacher(tmp_path_factory):
     return str(workdir / "teacher" / "checkpoints")
 
 
+@pytest.mark.trains("configs/baselines/fashion_mnist.py")
 @pytest.mark.parametrize("method", ["crd", "mlld", "ofd"])
 def test_pipeline_dependent_methods_train_through_the_loop(method, fmnist_teacher, tmp_path):
     config = fashion_mnist.get_config(f"runlocal,method={method},teacher_checkpoint={fmnist_teacher}")

@@ -1,4 +1,4 @@
-"""Paper 004 end to end: every Table 1-3 config trains on mock/offline data; the trainer's Jacobian plumbing."""
+"""Jacobian matching (Srinivas & Fleuret, ICML 2018) end to end: every Table 1-3 config trains on mock/offline data; the trainer's Jacobian plumbing."""
 import json
 import os
 
@@ -27,13 +27,16 @@ def cifar_teacher(tmp_path_factory):
 
 # The rows' terms are combinations of CE, activation and Jacobian matching: the CE-only row (no teacher), the
 # teacher-only row and the all-terms row cover every code path; every row's config is checked below.
+@pytest.mark.trains("configs/jacobian_matching/cifar100_table1.py",
+                     # the same rows on Fashion-MNIST
+                     "configs/jacobian_matching/fashion_mnist_table1.py")
 @pytest.mark.parametrize("method", ["ce", "act_jac", "ce_act_jac"])
 def test_table1_row_trains_on_mock_cifar100(method, cifar_teacher, tmp_path):
     config = narrow(cifar100_table1.get_config(f"runlocal,method={method},per_class=1,"
                                                f"teacher_checkpoint={cifar_teacher}"))
     with tfds.testing.mock_data(**MOCK):
         spec = loop.validate(config)[0]
-        assert {wt.name for wt in spec.weighted_terms} == set(jm.row_losses(method))
+        assert set(spec.losses) == set(jm.row_losses(method))
         result = loop.run_stage(config, "student", str(tmp_path))
     assert result["status"] == "done"
     records = [json.loads(l) for l in open(tmp_path / "student" / "metrics.jsonl")]
@@ -58,6 +61,7 @@ def test_table1_cells_and_batch_sizes():
         cifar100_table1.get_config("method=kd")
 
 
+@pytest.mark.trains("configs/jacobian_matching/cifar100_table2.py", "configs/jacobian_matching/fashion_mnist_table2.py")
 @pytest.mark.parametrize("arg", ["lam=1.0", "row=dropout"])
 def test_table2_trains_and_reports_noise_accuracies(arg, tmp_path):
     config = narrow(cifar100_table2.get_config(f"runlocal,{arg}"))
@@ -88,6 +92,7 @@ def imagenet_teacher(tmp_path_factory):
     return str(out / "ckpt")
 
 
+@pytest.mark.trains("configs/jacobian_matching/mit_scenes_table3.py")
 @pytest.mark.parametrize("method", ["lwf_att_jac", "ce"])  # lwf's terms are a subset of lwf_att_jac's
 def test_table3_trains_on_an_image_folder(method, imagenet_teacher, tmp_path):
     _image_folder(tmp_path / "mit")
@@ -119,7 +124,7 @@ def test_oracle_row_initialises_from_a_checkpoint(tmp_path):
     config.stages.student.schedule.base_lr = 0.0  # no update: the checkpoint must equal the initialisation
     loop.run_stage(config, "student", str(tmp_path / "run"))
     from kdjax.train import checkpoint as ckpt_lib
-    tree, _, _ = ckpt_lib.Checkpointer(str(tmp_path / "run" / "student" / "checkpoints")).restore_raw()
+    tree, _, _ = ckpt_lib.restore_raw(str(tmp_path / "run" / "student" / "checkpoints"))
     conv = tree["params"]["model"]["Conv_0"]["kernel"]
     np.testing.assert_allclose(conv, variables["params"]["Conv_0"]["kernel"], rtol=1e-6)
     assert tree["params"]["model"]["Dense_0"]["kernel"].shape == (64, 4)  # the new 4-way head stays random

@@ -13,7 +13,7 @@ from configs.multilabel import fashion_mnist_mosaic
 def test_a_head_with_another_label_count_is_refused():
     config = fashion_mnist_mosaic.get_config("runlocal")
     config.stages.student.model.num_classes = 7
-    with pytest.raises(Exception, match=r"num_classes=7, but fashion_mnist_mosaic:train.* has 10 labels"):
+    with pytest.raises(Exception, match=r"stages.student.model: num_classes=7, but the data has 10 labels"):
         loop.validate(config)
     config = fashion_mnist_mosaic.get_config("runlocal")
     config.stages.teacher.model.head = "ml_decoderr"

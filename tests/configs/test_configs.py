@@ -9,15 +9,16 @@ import tensorflow_datasets as tfds
 
 from kdjax.train import loop, recipe
 from tests import helpers, tfds_fakes
+from tests.conftest import RUNLOCAL_PARAM
 
 CONFIGS = sorted(os.path.relpath(p, helpers.REPO) for p in glob.glob(os.path.join(helpers.REPO, "configs", "**", "*.py"),
                                                                         recursive=True)
-                 if not os.path.basename(p).startswith(("__", "common")))
-# Needs an image folder and a converted ImageNet teacher: covered by tests/test_jacobian_matching.py.
+                 if not os.path.basename(p).startswith(("__", "common", "offline_study")))  # sweeps: tests/sweep/
+# Needs an image folder and a converted ImageNet teacher: validated and trained in tests/configs/test_jacobian_matching.py.
 FOLDER_CONFIGS = {"configs/jacobian_matching/mit_scenes_table3.py"}
 MOCK = dict(num_examples=1000)  # every CIFAR-100 class present, so few-shot subsets exist
 # TFDS's random mock cannot encode these builders' bounding boxes: tests/tfds_fakes.py stands in, with fewer images
-# than the real splits, so their size assertions are left out here (tests/test_dml.py checks them against the table).
+# than the real splits, so their size assertions are left out here (tests/configs/test_dml.py checks them against the table).
 FAKED = {"configs/dml/cub200.py": tfds_fakes.class_dataset("label", 200, {"train": 3, "test": 2}),
          "configs/dml/cars196.py": tfds_fakes.class_dataset("label", 196, {"train": 2, "test": 2}),
          "configs/dml/sop.py": tfds_fakes.class_dataset("class_id", 120, {"train": 2, "test": 2})}
@@ -71,44 +72,26 @@ def test_config_validates_and_its_docstring_launches_it(path):
     assert re.search(r"[Rr]untime[^.]*\d", doc), f"{path}: the docstring states no runtime"
 
 
-# Trained through the loop by other tests already (same runlocal code path): not run twice.
-TRAINED_ELSEWHERE = {
-    "configs/quickstart.py",                              # tests/test_experiments.py, via the command line
-    "configs/jacobian_matching/cifar100_table1.py",       # tests/test_jacobian_matching.py, three rows
-    "configs/jacobian_matching/cifar100_table2.py",       # tests/test_jacobian_matching.py, two rows
-    "configs/baselines/fashion_mnist.py",                 # tests/test_baselines.py, teacher + CRD/MLLD/OFD
-    "configs/cifar100_kd.py",  # its teacher + KD student = configs/baselines/cifar100.py's runlocal, run here
-    # The cifar100 tables' rows on Fashion-MNIST, whose local loader tests/test_baselines.py trains on.
-    "configs/jacobian_matching/fashion_mnist_table1.py",
-    "configs/jacobian_matching/fashion_mnist_table2.py",
-    # The quickstart recipe (tests/test_experiments.py) on Fashion-MNIST, which tests/test_baselines.py trains on.
-    "configs/fashion_mnist_kd.py",
-    # tests/test_icd.py: student.py's vgg13-vgg8 ours_rkd cell with its ICD teacher stage (teacher.py on CIFAR), and
-    # teacher.py on a miniature Tiny-ImageNet tree
-    "configs/icd/student.py",
-    "configs/icd/teacher.py",
-    "configs/dml/fashion_mnist.py",  # tests/test_dml.py, every loss
-    # tests/test_dml.py trains cub200's runlocal; cars196 and sop are the same recipe on other class-split datasets,
-    # whose splits and protocol tests/test_dml.py checks
-    "configs/dml/cub200.py",
-    "configs/dml/cars196.py",
-    "configs/dml/sop.py",
-    # tests/test_s2sd.py: fashion_mnist.py's MSDFA runlocal; the TFDS configs are configs/dml's recipe + the s2sd term
-    "configs/s2sd/fashion_mnist.py",
-    "configs/s2sd/cub200.py",
-    "configs/s2sd/cars196.py",
-    "configs/s2sd/sop.py",
-    # configs/multilabel/teacher.py's recipe with the full cycle and a student network (its runlocal trains above)
-    "configs/multilabel/student_baseline.py",
-    # configs/multilabel/teacher.py's recipe (trained above) with a teacher and the distillation terms, which
-    # tests/train/test_degenerate_inputs.py steps; every cell's config and terms are built in tests/test_ml_3d.py
-    "configs/ml_3d/coco.py",
-    "configs/ml_3d/voc.py",
+# The runlocal of a config whose recipe another config's runlocal here trains already (the same code path).
+SAME_RECIPE = {
+    # its teacher + KD student = configs/baselines/cifar100.py's vgg13-vgg8 cell
+    "configs/baselines/cifar100.py": ("configs/cifar100_kd.py",),
+    # teacher.py's recipe with the full cycle and a student network; ml_3d's cells are that recipe with a teacher and
+    # the distillation terms, which tests/train/test_degenerate_inputs.py steps and tests/configs/test_ml_3d.py builds
+    "configs/multilabel/teacher.py": ("configs/multilabel/student_baseline.py", "configs/ml_3d/coco.py",
+                                      "configs/ml_3d/voc.py"),
 }
 
 
-@pytest.mark.parametrize("path", sorted(set(CONFIGS) - FOLDER_CONFIGS - TRAINED_ELSEWHERE))
-def test_config_runlocal_trains_two_steps_per_stage(path, tmp_path):
+def _runlocal_params():
+    return [pytest.param(path, marks=pytest.mark.trains(*SAME_RECIPE.get(path, ())), id=path)
+            for path in sorted(CONFIGS)]
+
+
+# A config another test trains (marked `@pytest.mark.trains(path)`) is deselected here (tests/conftest.py).
+@pytest.mark.parametrize(RUNLOCAL_PARAM, _runlocal_params())
+def test_config_runlocal_trains_two_steps_per_stage(runlocal_config, tmp_path):
+    path = runlocal_config
     config = helpers.narrow(load(path, RUNLOCAL_ARGS.get(path, "runlocal")))
     with tfds_fakes.mock(FAKED[path]) if path in FAKED else tfds.testing.mock_data(**MOCK):
         for stage in recipe.stage_order(config):
@@ -120,4 +103,4 @@ def test_cifar100_teacher_checkpoint_argument_skips_the_teacher_stage():
     config = load("configs/cifar100_kd.py", "teacher_checkpoint=/ckpts/teacher")
     assert recipe.stage_order(config) == ["student_kd", "student_ce"]
     spec = recipe.resolve_stage(config, "student_kd")
-    assert spec.teacher["checkpoint"] == "/ckpts/teacher" and spec.teacher["model"]["name"] == "resnet32x4"
+    assert spec.teacher.checkpoint == "/ckpts/teacher" and spec.teacher.model["name"] == "resnet32x4"

@@ -1,0 +1,151 @@
+"""The five offline studies are sweep specifications (configs/<paper>/offline_study.py) run by experiments.sweep.
+Every specification builds a valid sweep; and on the cell results the earlier study scripts stored (each paper's
+offline_summary.json), the runner's tables hold the numbers of the papers' READMEs."""
+import glob
+import json
+import os
+import re
+
+import pytest
+
+from kdjax.sweep import aggregate, grid
+from tests import helpers
+
+SPECIFICATIONS = {
+    "configs/icd/offline_study.py": [""],
+    "configs/s2sd/offline_study.py": ["", "ablation=attached"],
+    "configs/jacobian_matching/offline_study.py": ["table=1", "table=2"],
+    "configs/baselines/offline_study.py": [""],
+    "configs/ml_3d/offline_study.py": [""],
+}
+
+
+def test_every_offline_study_is_a_specification_listed_here():
+    found = sorted(os.path.relpath(p, helpers.REPO)
+                   for p in glob.glob(os.path.join(helpers.REPO, "configs", "*", "offline_study.py")))
+    assert found == sorted(SPECIFICATIONS)
+    assert not glob.glob(os.path.join(helpers.REPO, "experiments", "*_offline.py"))  # the scripts are gone
+
+
+@pytest.mark.parametrize("path, args", [(p, a) for p, arguments in SPECIFICATIONS.items() for a in arguments])
+def test_every_specification_builds_a_sweep_whose_cells_configure(path, args):
+    spec = grid.load_specification(f"{path}:{args}" if args else path)
+    sweep = grid.build(spec)
+    cells = sweep.cells()
+    assert len(cells) == len(sweep.seeds) * len(list(__import__("itertools").product(*[a.values
+                                                                                      for a in sweep.axes])))
+    sweep.config_of(cells[-1])  # the last cell's config builds (its arguments and overrides apply)
+    assert sweep.baseline and all(k in {a.key for a in sweep.axes} for k, _ in sweep.baseline)
+    doc = open(os.path.join(helpers.REPO, path)).read()
+    assert f"python -m experiments.sweep --sweep={path}" in doc and re.search(r"Runtime[^.]*\d", doc)
+
+
+def _result(final, train_mean=None):
+    return {"headline": next(iter(final)), "final": final, "best": {}, "train_mean": train_mean or {},
+            "wall_time": 1.0, "code": {"commit": "stored", "dirty": False}}
+
+
+def _table(sweep, results_of, metrics=()) -> str:
+    summary = aggregate.summarise(sweep, aggregate.rows(sweep, results_of), metrics)
+    return aggregate.markdown(summary, [a.short for a in sweep.axes], metrics)
+
+
+def _row(table, *prefix):
+    start = "| " + " | ".join(prefix) + " |"
+    return next(line for line in table.splitlines() if line.startswith(start))
+
+
+def _readme_rows(path, first_cell, after="## Offline"):
+    """The cells of the README rows that start with `first_cell`, below the heading `after`."""
+    text = open(os.path.join(helpers.REPO, path)).read()
+    text = text[text.index(after):]
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith(f"| {first_cell} |")]
+
+
+def _stored(path):
+    return json.load(open(os.path.join(helpers.REPO, path)))
+
+
+def test_the_icd_table_from_stored_cells_equals_the_readme():
+    sweep = grid.build(grid.load_specification("configs/icd/offline_study.py"))
+    stored = _stored("configs/icd/offline_summary.json")
+    metrics = grid.load_specification("configs/icd/offline_study.py")["metrics"]
+
+    def results_of(cell):
+        c = stored.get(f"{cell.point[0][1]}/{cell.seed}")
+        if c is None:
+            return {}
+        teacher = _result({"eval/accuracy": c["teacher"], "soft_labels/intra_class_distance":
+                           c["intra_class_distance"], "soft_labels/non_target_entropy": c["non_target_entropy"]},
+                          {"icd/fired_per_example": c["fired"]} if c["fired"] else {})
+        return {"teacher": teacher, "student_kd": _result({"eval/accuracy": c["student_kd"]}),
+                "student_kd_rkd": _result({"eval/accuracy": c["student_kd_rkd"]})}
+    table = _table(sweep, results_of, tuple(metrics))
+    checked = 0
+    for lam, teacher, fired, distance, entropy, kd, kd_rkd in (r for r in _readme_rows("configs/icd/README.md", "0")
+                                                               + [r for v in ("0.01", "0.02", "0.03", "0.3")
+                                                                  for r in _readme_rows("configs/icd/README.md", v)]):
+        row = _row(table, lam, "teacher").split(" | ")
+        assert row[3] == teacher and row[5] == distance and row[6] == entropy, (lam, row)
+        assert row[7] == (fired if lam != "0" else "n/a")  # the CE teacher has no ICD term to fire
+        assert _row(table, lam, "student_kd").split(" | ")[3] == kd
+        assert _row(table, lam, "student_kd_rkd").split(" | ")[3] == kd_rkd
+        checked += 1
+    assert checked == 5
+
+
+@pytest.mark.parametrize("ablation", ["", "ablation=attached"])
+def test_the_s2sd_table_from_stored_cells_equals_the_readme(ablation):
+    spec = grid.load_specification("configs/s2sd/offline_study.py" + (f":{ablation}" if ablation else ""))
+    sweep = grid.build(spec)
+    stored = _stored("configs/s2sd/offline_summary.json")
+
+    def results_of(cell):
+        point = dict(cell.point)
+        c = stored.get(f"{point['loss']}/{point['variant']}/{cell.seed}")
+        return {} if c is None else {"model": _result({k: c[k] for k in ("eval/recall@1", "eval/map_at_r",
+                                                                         "eval/nmi")})}
+    table = _table(sweep, results_of, tuple(spec["metrics"]))
+    checked = 0
+    for loss in ("multisimilarity", "margin"):
+        for readme in _readme_rows("configs/s2sd/README.md", loss):
+            variant, r1, map_r, nmi = readme[1:5]
+            if variant not in sweep.axes[1].values:
+                continue
+            row = _row(table, loss, variant, "model").split(" | ")
+            assert (row[4], row[6], row[7]) == (r1, map_r, nmi), (loss, variant, row)
+            checked += 1
+    assert checked == (8 if not ablation else 4)
+
+
+ROWS = {"CE": "ce", "CE + match act.": "ce_act", "CE + match Jac.": "ce_jac", "CE + act. + Jac.": "ce_act_jac",
+        "match act.": "act", "act. + Jac.": "act_jac"}
+
+
+def test_the_jacobian_tables_from_stored_cells_equal_the_readme():
+    stored = _stored("configs/jacobian_matching/offline_summary.json")
+    readme = "configs/jacobian_matching/README.md"
+    sweep = grid.build(grid.load_specification("configs/jacobian_matching/offline_study.py:table=1"))
+
+    def table1(cell):
+        point = dict(cell.point)
+        values = stored["table1"].get(f"{point['method']}/{point['per_class']}", [])
+        return {"student": _result({"eval/accuracy": values[cell.seed]})} if cell.seed < len(values) else {}
+    table = _table(sweep, table1)
+    for label, method in ROWS.items():
+        readme_row = _readme_rows(readme, label)[0]
+        for per_class, expected in zip(("1", "5", "10", "50"), readme_row[1:]):
+            assert _row(table, method, per_class, "student").split(" | ")[4] == expected, (method, per_class)
+    spec = grid.load_specification("configs/jacobian_matching/offline_study.py:table=2")
+    sweep = grid.build(spec)
+    keys = ("eval/accuracy",) + tuple(spec["metrics"])
+
+    def table2(cell):
+        runs = stored["table2"][dict(cell.point)["lam"]]
+        return {"model": _result(dict(zip(keys, runs[cell.seed])))} if cell.seed < len(runs) else {}
+    table = _table(sweep, table2, tuple(spec["metrics"]))
+    for lam in ("0", "0.1", "1", "10"):
+        readme_row = _readme_rows(readme, lam)[0]
+        row = _row(table, lam, "model").split(" | ")
+        assert [row[3]] + row[5:9] == readme_row[1:6], (lam, row, readme_row)
