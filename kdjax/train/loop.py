@@ -35,8 +35,9 @@ def finished_results(stage_spec: recipe.StageSpec, workdir: str) -> dict | None:
     done = results.read(workdir, stage_spec.name)
     if done is None:
         return None
-    extend = resume.check_identity(stage_spec.name, os.path.join(results.stage_dir(workdir, stage_spec.name), "results.json"),
-                                   done.get("identity", {}), resume.identity(stage_spec), allow_extend=stage_spec.allow_extend)
+    where = os.path.join(results.stage_dir(workdir, stage_spec.name), "results.json")
+    extend = resume.check_identity(stage_spec.name, where, done.get("identity", {}), resume.identity(stage_spec),
+                                   allow_extend=stage_spec.allow_extend)
     return None if extend else done
 
 
@@ -65,8 +66,9 @@ def run_stage(config, stage: str, workdir: str, *, mesh=None, on_event=None) -> 
 
 
 def _run_one(stage_spec, workdir, mesh, on_event) -> dict:
-    return stage_lib.run(stage_spec, workdir, mesh=mesh, on_event=lambda event, **info: on_event(event, stage=stage_spec.name,
-                                                                                           **info))
+    def tagged(event, **info):
+        on_event(event, stage=stage_spec.name, **info)
+    return stage_lib.run(stage_spec, workdir, mesh=mesh, on_event=tagged)
 
 
 def run(config, workdir: str, stages: list[str] | None = None, *, mesh=None, on_event=None, argv=None,
@@ -86,7 +88,8 @@ def run(config, workdir: str, stages: list[str] | None = None, *, mesh=None, on_
             finished = finished_results(stage_spec, workdir)
             if finished is not None:
                 if jax.process_index() == 0:
-                    print(f"[{stage_spec.name}] finished earlier (step {finished['step']}); reporting its results", flush=True)
+                    print(f"[{stage_spec.name}] finished earlier (step {finished['step']}); reporting its results",
+                          flush=True)
                 done.append(finished)
                 continue
             done.append(_run_one(stage_spec, workdir, mesh, on_event))

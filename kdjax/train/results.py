@@ -2,8 +2,8 @@
 
 `results.json` is written when a stage finishes: its status and step, the last and best value of every evaluation
 metric (and `final_<metric>` / `best_<metric>` shortcuts), the headline metric, the mean over the run of every
-training scalar (`train_mean`), wall time, the code version and the stage's identity (what a relaunch must match to report it instead of training it again). Reporting a finished stage
-reads this file and builds nothing.
+training scalar (`train_mean`), wall time, the code version and the stage's identity (what a relaunch must match
+to report it instead of training it again). Reporting a finished stage reads this file and builds nothing.
 """
 import json
 import os
