@@ -1,7 +1,10 @@
 """CIFAR-100 single-label KD baselines: every method x every standard pair, with the mdistiller recipe.
 
 Reproduces one cell of the benchmark table (RepDistiller / mdistiller READMEs, DKD and MLLD papers;
-the ICD paper's Tables 1-3 compare against it): `method` in ce (student alone), kd, fitnet, at, rkd, pkt, vid, crd, ofd, reviewkd, dkd, mlld;
+the ICD paper's Tables 1-3 compare against it): `method` in ce (student alone), kd, fitnet, at, rkd, pkt, vid, crd,
+ofd, reviewkd, dkd, mlld, dist (DIST, NeurIPS 2022), ctkd (CTKD, AAAI 2023; `ctkd_on=dkd` for CTKD on DKD);
+`logit_stand=True` adds logit standardization (CVPR 2024) to kd, dkd, mlld and ctkd with its per-pair base
+temperature and KD weight (the MLLD + LS cell holds the resnet32x4 -> resnet8x4 record, 78.28);
 `pair` = <teacher>-<student>, one of resnet32x4-resnet8x4, wrn_40_2-wrn_16_2, vgg13-vgg8, resnet50_cifar-mobilenetv2,
 wrn_40_2-shufflev1, resnet32x4-shufflev2, resnet32x4-shufflev1, vgg13-mobilenetv2. The published top-1 of each cell
 is in configs/baselines/README.md (and `config.published_top1`).
@@ -32,7 +35,9 @@ from configs import common
 
 PAIRS = ("resnet32x4-resnet8x4", "wrn_40_2-wrn_16_2", "vgg13-vgg8", "resnet50_cifar-mobilenetv2",
          "wrn_40_2-shufflev1", "resnet32x4-shufflev2", "resnet32x4-shufflev1", "vgg13-mobilenetv2")
-METHODS = ("ce", "kd", "fitnet", "at", "rkd", "pkt", "vid", "crd", "ofd", "reviewkd", "dkd", "mlld")
+METHODS = ("ce", "kd", "fitnet", "at", "rkd", "pkt", "vid", "crd", "ofd", "reviewkd", "dkd", "mlld", "dist", "ctkd")
+LOGIT_METHODS = ("kd", "dkd", "mlld", "ctkd")  # logit_stand=True applies (Sun et al. 2024)
+CTKD_ON = ("kd", "dkd")  # the loss CTKD's learnt temperature drives
 SMALL_LR_STUDENTS = ("mobilenetv2", "shufflev1", "shufflev2")
 WEAK = "pad_crop(4)|flip"  # RandomCrop(32, padding=4) + RandomHorizontalFlip
 
@@ -58,9 +63,68 @@ REVIEWKD_WEIGHT = {"shufflev2": 8.0}
 MLLD_EPOCHS = {"resnet50_cifar-mobilenetv2": 480, "vgg13-mobilenetv2": 480, "wrn_40_2-shufflev1": 480,
                "resnet32x4-shufflev1": 960, "resnet32x4-shufflev2": 960}
 
+# DIST (Huang et al., NeurIPS 2022), its README: mean ± std of its CIFAR-100 runs (the MobileNetV2 student's teacher
+# is ResNet-50 in the paper's table); its CIFAR recipe `dist_t4`: tau 4, CE weight 1, DIST weight 2.
+DIST_PUBLISHED = {"resnet32x4-resnet8x4": (76.31, 0.19), "resnet32x4-shufflev2": (77.35, 0.25),
+                  "resnet50_cifar-mobilenetv2": (68.66, 0.23)}
+# CTKD on KD (global temperature), the logit-standardization README's CTKD row (the CTKD README agrees on vgg13-vgg8
+# 73.52 and wrn_40_2-wrn_16_2 75.45).
+CTKD_PUBLISHED = {"resnet32x4-resnet8x4": 73.39, "vgg13-vgg8": 73.52, "wrn_40_2-wrn_16_2": 75.45,
+                  "resnet32x4-shufflev2": 75.37, "vgg13-mobilenetv2": 68.50, "resnet50_cifar-mobilenetv2": 68.67}
+# Logit standardization (sunshangquan/logit-standardization-KD README, "+Ours" rows): top-1 and, from its log file
+# names `KD_TYPE,TEACHER,STUDENT,BASE_TEMPERATURE,KD_WEIGHT[,BETA].txt` in logs/, the base temperature and KD weight
+# (where no log exists, the README command's (2, 9)). The two ShuffleNetV1 pairs are not in its tables.
+LS_PUBLISHED = {
+    "resnet32x4-resnet8x4": {"kd": (76.62, 2, 9), "ctkd": (76.67, 2, 9), "dkd": (77.01, 2, 9), "mlld": (78.28, 2, 9)},
+    "vgg13-vgg8": {"kd": (74.36, 3, 9), "ctkd": (74.47, 2, 9), "dkd": (74.81, 2, 15), "mlld": (75.22, 2, 6)},
+    "wrn_40_2-wrn_16_2": {"kd": (76.11, 2, 9), "ctkd": (76.08, 2, 9), "dkd": (76.39, 2, 12), "mlld": (76.95, 2, 9)},
+    "resnet32x4-shufflev2": {"kd": (75.56, 2, 9), "ctkd": (76.18, 2, 9), "dkd": (77.37, 2, 9), "mlld": (78.76, 2, 6)},
+    "vgg13-mobilenetv2": {"kd": (68.61, 3, 9), "ctkd": (68.98, 2, 9), "dkd": (69.98, 3, 9), "mlld": (70.94, 2, 6)},
+    "resnet50_cifar-mobilenetv2": {"kd": (69.02, 3, 1), "ctkd": (69.36, 2, 9), "dkd": (70.45, 2, 15),
+                                   "mlld": (71.19, 2, 9)},
+}
+LS_DEFAULT = (2, 9)  # the README's --base-temp / --kd-weight
+# DKD's BETA where the log name gives one (the authors, issue #31: "the possible third value for DKD is the value of
+# BETA"); elsewhere DKD's own per-pair beta.
+LS_DKD_BETA = {"vgg13-vgg8": 2.0, "wrn_40_2-wrn_16_2": 2.0, "resnet50_cifar-mobilenetv2": 2.0,
+               "vgg13-mobilenetv2": 2.0}
+# MLLD + LS's own schedules (logit-standardization-KD configs/cifar100/mlkd/*.yaml): (epochs, base LR); other pairs
+# keep MLLD's.
+LS_MLLD_RECIPE = {"resnet32x4-resnet8x4": (480, 0.025), "resnet32x4-shufflev2": (960, 0.001),
+                  "resnet50_cifar-mobilenetv2": (480, 0.01)}
 
-def method_losses(method: str, pair: str) -> dict:
-    """The loss block of one method : weights and options as in the reference recipes."""
+
+def ls_losses(method: str, pair: str) -> dict:
+    """A logit method with logit standardization, as logit-standardization-KD's tools/train.py sets it: CE weight 1;
+    KD / MLLD at the pair's base temperature with the KD weight w (MLLD's on every term); DKD at the base temperature
+    with alpha = w and beta = BETA x w (the version of tools/train.py its authors quote in their issue #13, the one
+    the log names' temperature and BETA describe; another stored version sets beta = alpha x w and leaves T at 4);
+    CTKD (its CTKD/scripts: CE 0.1, KL weight w, the temperature learnt)."""
+    _, base, weight = LS_PUBLISHED.get(pair, {}).get(method, (None,) + LS_DEFAULT)
+    if method == "kd":
+        return {"ce": dict(weight=1.0), "kd": dict(weight=float(weight), temperature=float(base), logit_stand=True)}
+    if method == "dkd":
+        beta = LS_DKD_BETA.get(pair, DKD_BETA.get(pair, 8.0))
+        return {"ce": dict(weight=1.0), "dkd": dict(weight=1.0, warmup_epochs=20, alpha=float(weight),
+                                                      beta=beta * weight, temperature=float(base), logit_stand=True)}
+    if method == "mlld":
+        return {"ce": dict(weight=1.0), "ce_strong": dict(term="ce", weight=1.0, view="image_strong"),
+                "mlld": dict(weight=float(weight), variant="official", logit_stand=True,
+                             temperatures=(float(base), 3.0, 5.0, 2.0, 6.0))}
+    return {"ce": dict(weight=0.1), "ctkd": dict(weight=float(weight), logit_stand=True)}
+
+
+def method_losses(method: str, pair: str, logit_stand: bool = False, ctkd_on: str = "kd") -> dict:
+    """The loss block of one method: weights and options as in the reference recipes."""
+    if ctkd_on not in CTKD_ON:
+        raise ValueError(f"Unknown ctkd_on {ctkd_on!r}; valid: {', '.join(CTKD_ON)}")
+    if logit_stand and method == "ctkd" and ctkd_on == "dkd":
+        raise ValueError("logit_stand=True with ctkd_on=dkd: logit standardization publishes CTKD on KD only; set "
+                         "--config.stages.student.losses.ctkd.logit_stand=True on a ctkd_on=dkd config instead")
+    if logit_stand:
+        if method not in LOGIT_METHODS:
+            raise ValueError(f"logit_stand applies to the logit methods {', '.join(LOGIT_METHODS)}, not {method!r}")
+        return ls_losses(method, pair)
     student = pair.split("-")[1]
     if method == "dkd" and pair not in DKD_BETA:
         raise ValueError(f"dkd: no published beta for pair {pair!r}; pairs with one: {', '.join(DKD_BETA)}")
@@ -80,18 +144,30 @@ def method_losses(method: str, pair: str) -> dict:
                 "dkd": dict(weight=1.0, warmup_epochs=20, alpha=1.0, beta=DKD_BETA.get(pair), temperature=4.0)},
         "mlld": {"ce": dict(weight=0.1), "ce_strong": dict(term="ce", weight=0.1, view="image_strong"),
                  "mlld": dict(weight=0.9, variant="official")},
+        "dist": {"ce": dict(weight=1.0), "dist": dict(weight=2.0, beta=1.0, gamma=1.0, tau=4.0)},
+        # CTKD's scripts/run_cifar_distill.sh: KD at CE 0.1 / KL 0.9; DKD at CE 1 / DKD 1 with alpha 1, beta 2
+        "ctkd": ({"ce": dict(weight=0.1), "ctkd": dict(weight=0.9)} if ctkd_on == "kd" else
+                 {"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, kd_type="dkd", dkd_alpha=1.0, dkd_beta=2.0)}),
     }
     return table[method]
 
 
-def published_top1(method: str, pair: str) -> float:
+def published_top1(method: str, pair: str, logit_stand: bool = False, ctkd_on: str = "kd") -> float | None:
+    """The published CIFAR-100 top-1 of a cell; None where no paper reports it."""
+    if logit_stand:
+        return LS_PUBLISHED.get(pair, {}).get(method, (None,))[0]
+    if method == "dist":
+        return DIST_PUBLISHED.get(pair, (None,))[0]
+    if method == "ctkd":
+        return CTKD_PUBLISHED.get(pair) if ctkd_on == "kd" else None
     (teacher, student), methods = PUBLISHED[pair]
     return student if method == "ce" else methods[METHODS.index(method) - 1]
 
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, method="kd", pair="resnet32x4-resnet8x4", runlocal=False, seed=0,
-                           teacher_checkpoint="", teacher_pretrained="", mlld_variant="official")
+                           teacher_checkpoint="", teacher_pretrained="", mlld_variant="official", logit_stand=False,
+                           ctkd_on="kd")
     if arg.method not in METHODS:
         raise ValueError(f"Unknown method {arg.method!r}; valid methods: {', '.join(METHODS)}")
     if arg.pair not in PAIRS:
@@ -104,16 +180,18 @@ def get_config(arg=None):
     config.eval_every_epochs = 1.0
     config.checkpoint.every_steps = 2000
     config.data = common.data_block("cifar100", train=WEAK)
-    config.info.published_top1 = published_top1(arg.method, arg.pair)
+    config.info.published_top1 = published_top1(arg.method, arg.pair, arg.logit_stand, arg.ctkd_on)
 
     small = student_name in SMALL_LR_STUDENTS
     optimizer = common.sgd(weight_decay=5e-4, momentum=0.9)
     milestones = (150, 180, 210)
     base_lr, epochs, data = (0.01 if small else 0.05), 240, {}
-    losses = method_losses(arg.method, arg.pair)
+    losses = method_losses(arg.method, arg.pair, arg.logit_stand, arg.ctkd_on)
     if arg.method == "mlld":
         losses["mlld"]["variant"] = arg.mlld_variant
         base_lr, epochs = (0.01 if small else 0.025), MLLD_EPOCHS.get(arg.pair, 240)
+        if arg.logit_stand and arg.pair in LS_MLLD_RECIPE:
+            epochs, base_lr = LS_MLLD_RECIPE[arg.pair]
         data = dict(views={"image": WEAK, "image_strong": WEAK + "|randaugment|cutout"})
     if arg.method == "crd":
         data = dict(contrast_negatives=16384)

@@ -5,10 +5,12 @@ Not a reproduction of a published number: a CPU-sized sanity ranking of the meth
 with their CIFAR weights (pair resnet32x4 -> resnet8x4, both at width 0.25, images resized 28 -> 16). Teacher: full
 train split, 2 epochs. Students: 200 images per class, 600 steps of batch 64 (about 19 epochs), SGD 0.05 (x0.1 at
 epochs 12 and 16), weight decay 5e-4, crop (pad 2) + flip; DKD / ReviewKD warm up over 2 epochs (their 20 of 240,
-scaled); CRD uses 1024 negatives (the subset has 1,800 of another class per example); MLLD adds its strong view.
-`method=ce` is the student alone. Test top-1 on the 10,000 test images after the last step.
-Runtime on 2 CPU cores: teacher about 5 minutes, a student 1.5-4 minutes. The whole table is
-`python -m experiments.baselines_offline --workdir=W`.
+scaled) and CTKD's temperature curriculum runs over 1 epoch (its 10 of 240); CRD uses 1024 negatives (the subset
+has 1,800 of another class per example); MLLD adds its strong view. `method=ce` is the student alone;
+`logit_stand=True` (kd, dkd, mlld, ctkd) and `ctkd_on=dkd` as in cifar100.py. Test top-1 on the 10,000 test images
+after the last step. Runtime on 2 CPU cores: teacher about 5 minutes, a student 1.5-4 minutes. The tables are the
+sweeps `configs/baselines/offline_study.py` (every method) and `offline_study_logit.py` (the logit methods with and
+without logit standardization, and DIST).
 
     python -m experiments.main --config=configs/baselines/fashion_mnist.py:method=dkd --workdir=W/dkd
 """
@@ -23,7 +25,8 @@ WEAK = "resize(16)|pad_crop(2)|flip"
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, method="kd", runlocal=False, seed=0, teacher_checkpoint="")
+    arg = common.parse_arg(arg, method="kd", runlocal=False, seed=0, teacher_checkpoint="", logit_stand=False,
+                           ctkd_on="kd")
     if arg.method not in cifar.METHODS:
         raise ValueError(f"Unknown method {arg.method!r}; valid methods: {', '.join(cifar.METHODS)}")
     config = common.base_config(seed=arg.seed)
@@ -36,10 +39,12 @@ def get_config(arg=None):
 
     teacher_model = dict(name=PAIR.split("-")[0], width=WIDTH)
     optimizer = common.sgd(weight_decay=5e-4, momentum=0.9)
-    losses = cifar.method_losses(arg.method, PAIR)
+    losses = cifar.method_losses(arg.method, PAIR, arg.logit_stand, arg.ctkd_on)
     for options in losses.values():
         if options.get("warmup_epochs"):
             options["warmup_epochs"] = 2
+    if "ctkd" in losses:
+        losses["ctkd"]["decay_loops"] = 1.0
     data = dict(per_class=PER_CLASS)
     if arg.method == "crd":
         data["contrast_negatives"] = 1024

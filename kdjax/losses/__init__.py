@@ -6,6 +6,7 @@ One API for all of them:
 - the result is a scalar that `jax.grad` differentiates as it stands, with the reduction of the PyTorch reference
   named in each docstring (so published loss weights transfer); where per-example values make sense
   (`cross_entropy`, `kd`, `logit_mse`, `dkd`, `focal_bce`, `mld`, `similarity_kl`) `reduction='none'` returns them;
+- the logit methods (`kd`, `dkd`, `mlld`) take `logit_stand=True` (`logit_standardize`, Sun et al. 2024);
 - diagnostics come from separate functions (`margin_statistics`, `ndd_valid_pairs`, `multi_similarity_masks`);
 - the two stateful losses (`crd`, `icd_intra`; `STATEFUL`) return `(loss, new_state)`: differentiate them with
   `jax.grad(..., has_aux=True)`;
@@ -18,7 +19,8 @@ from kdjax.losses.contrastive import (crd, crd_init_state, crd_update_memory, ic
 from kdjax.losses.features import adaptive_avg_pool, attention_transfer, fitnet, ofd, ofd_margins, review_hcl, vid
 from kdjax.losses.jacobian import (attention_jacobian_matching, attention_map, input_gradients, jacobian_matching,
                                    jacobian_matching_jvp, jacobian_norm_penalty)
-from kdjax.losses.logits import cross_entropy, dkd, kd, logit_mse, mlld
+from kdjax.losses.logits import (cross_entropy, ctkd_lambda, ctkd_temperature, dist, dkd, gradient_reversal, kd,
+                                 logit_mse, logit_standardize, mlld)
 from kdjax.losses.metric import margin, margin_statistics, multi_similarity, multi_similarity_masks, proxy_anchor
 from kdjax.losses.mining import (distance_log_weights, distance_weighted_triplets, distance_weights,
                                  rho_distance_triplets)
@@ -30,7 +32,7 @@ from kdjax.losses.similarity import similarity_kl
 
 # Scalar losses (differentiable as they stand).
 LOSSES = (
-    "cross_entropy", "kd", "logit_mse", "dkd", "mlld",                                      # logits
+    "cross_entropy", "kd", "logit_mse", "dkd", "mlld", "dist",                              # logits
     "fitnet", "attention_transfer", "ofd", "review_hcl", "vid",                            # features
     "rkd", "pkt", "similarity_kl",                                                         # relations
     "multi_similarity", "margin", "proxy_anchor",                                          # metric learning
@@ -41,7 +43,8 @@ LOSSES = (
 )
 STATEFUL = ("crd", "icd_intra")  # (loss, new_state)
 # What the losses are built from: state initialisers and updates, miners, margins, masks, statistics.
-HELPERS = ("adaptive_avg_pool", "attention_map", "crd_init_state", "crd_update_memory", "icd_fire_plan",
+HELPERS = ("logit_standardize", "gradient_reversal", "ctkd_lambda", "ctkd_temperature", "adaptive_avg_pool",
+           "attention_map", "crd_init_state", "crd_update_memory", "icd_fire_plan",
            "icd_init_cache", "icd_margin", "input_gradients", "l2_normalize", "margin_statistics",
            "multi_similarity_masks", "distance_log_weights", "distance_weighted_triplets", "distance_weights",
            "rho_distance_triplets", "ndd_valid_pairs", "ofd_margins")

@@ -4,7 +4,10 @@ sweep's config in its own folder.
 An axis is `KEY=V1,V2,...`. KEY is either an argument of the config file (`method=kd,dkd` becomes
 `configs/x.py:method=kd`) or a dotted config key, as in `--config.KEY=VALUE` overrides
 (`stages.student_kd.losses.kd.temperature=2.0,4.0`); the config decides which (its `get_config` refuses unknown
-arguments). Cells are ordered seed-major, so a sweep cut short leaves every grid point with the same seeds.
+arguments). A specification's `grid` may also be a list of such grids over the same keys: its points are the union
+of their products (`[{method: (kd, dkd), logit_stand: (False, True)}, {method: dist, logit_stand: False}]`, where a
+plain product would hold a combination that does not exist). Cells are ordered seed-major, so a sweep cut short
+leaves every grid point with the same seeds.
 """
 import dataclasses
 import itertools
@@ -62,6 +65,10 @@ class Cell:
         return f"{self.point_name}_seed-{self.seed}" if self.point else f"seed-{self.seed}"
 
 
+def _product(axes) -> list[tuple[tuple[str, str], ...]]:
+    return list(itertools.product(*[[(a.key, v) for v in a.values] for a in axes]))
+
+
 def _safe(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "+", value)
 
@@ -74,10 +81,10 @@ class Sweep:
     baseline: tuple[tuple[str, str], ...] = ()
     stages: tuple[str, ...] = ()         # the stages to tabulate (default: every stage)
     fixed: tuple[Axis, ...] = ()         # one-value settings of every cell (`--set`), not part of cell names
+    points: tuple = ()                   # the grid points when not the axes' full product (a list of grids)
 
     def cells(self) -> list[Cell]:
-        points = itertools.product(*[[(a.key, v) for v in a.values] for a in self.axes])
-        points = list(points)
+        points = self.points or _product(self.axes)
         return [Cell(point, seed) for seed in self.seeds for point in points]
 
     def arguments_and_overrides(self, cell: Cell) -> tuple[str, list[tuple[str, str]]]:
@@ -139,8 +146,7 @@ def build(specification: dict, *, config: str | None = None, axes=(), fixed=(), 
     config = config or specification.get("config")
     if not config:
         raise ConfigError("give --config=configs/<file>.py[:args] or --sweep=<specification>")
-    grid_axes = [parse_axis(f"{k}={_values(v)}") for k, v in specification.get("grid", {}).items()]
-    grid_axes += [parse_axis(text) for text in axes]
+    grid_axes, points = _grid_axes(specification.get("grid", {}), [parse_axis(text) for text in axes])
     settings = [parse_axis(f"{k}={v}") for k, v in specification.get("set", {}).items()]
     settings += [parse_axis(t) for t in fixed]
     if any(len(a.values) != 1 for a in settings):
@@ -157,4 +163,19 @@ def build(specification: dict, *, config: str | None = None, axes=(), fixed=(), 
     if unknown:
         raise ConfigError(f"the baseline names {unknown}, which are no grid axes: {[a.key for a in grid_axes]}")
     return Sweep(config, resolved[:len(grid_axes)], seeds, tuple((full[k], v) for k, v in point),
-                 tuple(stages or specification.get("stages", ())), resolved[len(grid_axes):])
+                 tuple(stages or specification.get("stages", ())), resolved[len(grid_axes):], points)
+
+
+def _grid_axes(grid, extra: list[Axis]) -> tuple[list[Axis], tuple]:
+    """The axes of a specification's grid (a dict, or a list of dicts over the same keys) with the command line's
+    `extra` axes crossed with each; and the explicit points of a list (() for a plain product)."""
+    blocks = [[parse_axis(f"{k}={_values(v)}") for k, v in g.items()] + extra
+              for g in (grid if isinstance(grid, (list, tuple)) else [grid])] or [list(extra)]
+    keys = [a.key for a in blocks[0]]
+    for block in blocks[1:]:
+        if [a.key for a in block] != keys:
+            raise ConfigError(f"the grids of a grid list name different keys: {keys} and {[a.key for a in block]}")
+    merged = [Axis(key, tuple(dict.fromkeys(v for block in blocks for v in block[i].values)))
+              for i, key in enumerate(keys)]
+    points = tuple(dict.fromkeys(p for block in blocks for p in _product(block))) if len(blocks) > 1 else ()
+    return merged, points

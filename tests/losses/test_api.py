@@ -40,6 +40,7 @@ EXAMPLES = {
     "logit_mse": (LOGITS_S, lambda z: losses.logit_mse(z, LOGITS_T)),
     "dkd": (LOGITS_S, lambda z: losses.dkd(z, LOGITS_T, LABELS)),
     "mlld": (LOGITS_S, lambda z: losses.mlld(z, LOGITS_T, z[::-1], LOGITS_T[::-1])),
+    "dist": (LOGITS_S, lambda z: losses.dist(z, LOGITS_T, tau=4.0)),
     "fitnet": (MAPS_S, lambda f: losses.fitnet(f, MAPS_T)),
     "attention_transfer": (MAPS_S, lambda f: losses.attention_transfer([f], [MAPS_T])),
     "ofd": (MAPS_S, lambda f: losses.ofd([f], [MAPS_T], [-jnp.ones(3)])),
@@ -133,6 +134,10 @@ def test_stateful_losses_differentiate_with_has_aux(name):
      "num_tangents=0 must be > 0"),
     (lambda: losses.attention_transfer([MAPS_S], [MAPS_T], p=0), "p=0 must be > 0"),
     (lambda: losses.kd(LOGITS_S, LOGITS_T, reduction="batchmean"), r"reduction='batchmean'; valid: \['mean'"),
+    (lambda: losses.dist(LOGITS_S, LOGITS_T, gamma=-1.0), "dist: gamma=-1.0 must be >= 0"),
+    (lambda: losses.mlld(LOGITS_S, LOGITS_T, LOGITS_S, LOGITS_T, temperatures=(2.0, 3.0)),
+     r"temperatures=\(2.0, 3.0\); the official sums take 5"),
+    (lambda: losses.ctkd_lambda(3, num_loops=0), "num_loops=0 must be > 0"),
 ])
 def test_nonsensical_hyper_parameters_are_refused(call, message):
     with pytest.raises(ValueError, match=message):

@@ -62,15 +62,18 @@ def np_kd(zs, zt, T):
     return T * T * np.mean(kl_rows(softmax(zt / T), softmax(zs / T)))
 
 
-def np_mlld_official(zsw, ztw, zss, zts, Ts=(4.0, 3.0, 5.0, 2.0, 6.0)):
+def np_mlld_official(zsw, ztw, zss, zts, Ts=(4.0, 3.0, 5.0, 2.0, 6.0), standardize=None):
+    """Jin-Ying/Multi-Level-Logit-Distillation mlkd.py's sums; `standardize` applied to the KD terms' logits only,
+    as sunshangquan/logit-standardization-KD MLKD.py does with logit_stand."""
     p1 = softmax(ztw)
     conf = p1.max(1)
     mask = (conf <= np.percentile(conf, 50)).astype(float)
     cconf = p1.sum(0)
     cmask = (cconf <= np.percentile(cconf, 50)).astype(float)
     B, C = zsw.shape
-    total = mask.mean() * sum(np_kd(zsw, ztw, T) for T in Ts)
-    total += np_kd(zss, zts, 4) + np_kd(zss, zts, 3) + np_kd(zss, zts, 5) + np_kd(zsw, ztw, 2) + np_kd(zsw, ztw, 6)
+    kd = (lambda s, t, T: np_kd(standardize(s), standardize(t), T)) if standardize else np_kd
+    total = mask.mean() * sum(kd(zsw, ztw, T) for T in Ts)
+    total += kd(zss, zts, Ts[0]) + kd(zss, zts, Ts[1]) + kd(zss, zts, Ts[2]) + kd(zsw, ztw, Ts[3]) + kd(zsw, ztw, Ts[4])
     for T in Ts:
         ps, pt = softmax(zsw / T), softmax(ztw / T)
         total += cmask.mean() * np.sum((pt.T @ pt - ps.T @ ps) ** 2) / C

@@ -60,6 +60,21 @@ def test_a_bad_config_argument_value_fails_with_the_configs_own_message():
         grid.resolve_axes("configs/baselines/fashion_mnist.py", [grid.parse_axis("method=kd,kdd")])
 
 
+def test_a_grid_list_is_the_union_of_its_products():
+    """configs/baselines/offline_study_logit.py: KD, DKD, MLLD, CTKD x logit_stand, and DIST only without it."""
+    specification = grid.load_specification("configs/baselines/offline_study_logit.py")
+    sweep = grid.build(specification, seeds="0")
+    points = [dict(c.point) for c in sweep.cells()]
+    expected = [{"method": m, "logit_stand": ls} for m in ("kd", "dkd", "mlld", "ctkd") for ls in ("False", "True")]
+    assert points == expected + [{"method": "dist", "logit_stand": "False"}]
+    assert [a.values for a in sweep.axes] == [("kd", "dkd", "mlld", "ctkd", "dist"), ("False", "True")]
+    assert sweep.baseline == (("method", "kd"), ("logit_stand", "False"))
+    crossed = grid.build(specification, seeds="0", axes=["batch_size=32,64"])  # a --grid crosses every grid
+    assert len(crossed.cells()) == 18
+    with pytest.raises(ConfigError, match=r"different keys: \['method'\] and \['seed_offset'\]"):
+        grid.build({"config": QUICKSTART, "grid": [{"method": "kd"}, {"seed_offset": "1"}]})
+
+
 def _result(accuracy, best, commit="abc", wall=60.0):
     return {"headline": "eval/accuracy", "final": {"eval/accuracy": accuracy, "eval/loss": 1.0 - accuracy},
             "best": {"eval/accuracy": {"value": best, "step": 3}}, "wall_time": wall,

@@ -26,6 +26,11 @@ TERM_OPTIONS = {
     "attention_jacobian": dict(weight=1.0, student_layer="feats.0", teacher_layer="feats.0"),
     "lwf": dict(weight=1.0, head="aux_logits"),
     "icd": dict(weight=1.0, margin_threshold=-0.99, capacity=2),  # everything qualifies and fires
+    "dist": dict(weight=1.0, tau=4.0), "ctkd": dict(weight=1.0),
+    # logit standardization: a constant row (zeros, one class) has std 0
+    "kd_ls": dict(term="kd", weight=1.0, logit_stand=True), "dkd_ls": dict(term="dkd", weight=1.0, logit_stand=True),
+    "mlld_ls": dict(term="mlld", weight=1.0, logit_stand=True),
+    "ctkd_dkd_ls": dict(term="ctkd", weight=1.0, kd_type="dkd", logit_stand=True),
 }
 # Terms on an embedding model's batch (metric learning, no teacher); run by their own sweep below.
 METRIC_TERM_OPTIONS = {"margin": dict(weight=1.0), "rmargin": dict(weight=1.0, p_switch=0.5),
@@ -65,8 +70,9 @@ def _batches(multi_hot=False):
 
 
 def test_every_registered_term_is_swept():
-    multilabel = {options.get("term", name) for name, options in MULTILABEL_TERM_OPTIONS.items()}
-    assert set(terms.TERMS) - TEST_ONLY == set(TERM_OPTIONS) | set(METRIC_TERM_OPTIONS) | multilabel
+    swept = {options.get("term", name) for table in (TERM_OPTIONS, METRIC_TERM_OPTIONS, MULTILABEL_TERM_OPTIONS)
+             for name, options in table.items()}
+    assert set(terms.TERMS) - TEST_ONLY == swept
 
 
 def _sweep(options, student, teacher, task):

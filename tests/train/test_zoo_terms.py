@@ -13,7 +13,7 @@ from kdjax.train import step as step_lib
 from kdjax.train import terms
 
 WIDTH = 0.25  # the pairs' real layouts at a quarter of the channels: the same code paths, CPU-sized
-MODULE_TERMS = ("fitnet", "ofd", "reviewkd", "vid", "crd")
+MODULE_TERMS = ("fitnet", "ofd", "reviewkd", "vid", "crd", "ctkd")  # trainable parameters
 
 
 def all_methods_losses(pair: str) -> dict:

@@ -225,14 +225,18 @@ class CRD(Term):
 @dataclasses.dataclass(frozen=True)
 class MLLD(Term):
     """Multi-level logit distillation on the weak view ('image') and the strong view; weight 0.9, with CE 0.1 on
-    each view (`ce` and a second `ce` entry with view='image_strong')."""
+    each view (`ce` and a second `ce` entry with view='image_strong'). `temperatures` (base first) and `logit_stand`
+    as `losses.mlld` (Sun et al. 2024's runs: base 2, weight 9, CE 1 on each view)."""
     variant: str = "official"
     strong_view: str = "image_strong"
+    temperatures: tuple = losses.logits.MLLD_TEMPERATURES
+    logit_stand: bool = False
     needs_teacher = True
 
     def __post_init__(self):
         if self.variant not in ("official", "paper"):
             raise ValueError(f"mlld: variant={self.variant!r}; valid: 'official', 'paper'")
+        object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
 
     @property
     def views(self):
@@ -240,4 +244,5 @@ class MLLD(Term):
 
     def loss(self, inputs):
         strong = inputs.views[self.strong_view]
-        return losses.mlld(inputs.student, inputs.teacher, strong.student, strong.teacher, variant=self.variant)
+        return losses.mlld(inputs.student, inputs.teacher, strong.student, strong.teacher, variant=self.variant,
+                           temperatures=self.temperatures, logit_stand=self.logit_stand)

@@ -12,14 +12,16 @@ from kdjax.train.terms.base import Term, register
 @register("dkd")
 @dataclasses.dataclass(frozen=True)
 class DKD(Term):
+    """Decoupled KD; `logit_stand=True` standardizes both logits first (Sun et al. 2024)."""
     alpha: float = 1.0
     beta: float = 8.0
     temperature: float = 4.0
+    logit_stand: bool = False
     needs_teacher = True
 
     def loss(self, inputs):
-        return losses.dkd(inputs.student, inputs.teacher, inputs.labels, alpha=self.alpha,
-                          beta=self.beta, temperature=self.temperature)
+        return losses.dkd(inputs.student, inputs.teacher, inputs.labels, alpha=self.alpha, beta=self.beta,
+                          temperature=self.temperature, logit_stand=self.logit_stand)
 
 
 @register("at")
