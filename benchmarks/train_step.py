@@ -41,26 +41,33 @@ def time_interleaved(fns, repeats, warmup=3):
     return [statistics.median(ts) for ts in times]
 
 
-def kdjax_step(teacher_name, student_name, batch, losses=None):
+def kdjax_step(teacher_name, student_name, batch, losses=None, cached=False):
     """Returns (a no-argument function that runs one kdjax train step, waits for it and returns its total loss,
     the student's parameter count, the compiled step's XLA buffers in MiB: temp + arguments + outputs).
-    `losses`: the step's terms (default 0.1 CE + 0.9 KD at T = 4)."""
+    `losses`: the step's terms (default 0.1 CE + 0.9 KD at T = 4). `cached`: the teacher's logits come with the
+    batch, as a stage with a teacher cache runs (kdjax.train.teacher_cache)."""
     import jax
 
     from kdjax import models, parallel, tasks
-    from kdjax.train import optim, step as step_lib, terms
+    from kdjax.train import optim, step as step_lib, teacher_cache, terms
 
     mesh = parallel.make_mesh()
     teacher, student = models.get_model(teacher_name, num_classes=100), models.get_model(student_name, num_classes=100)
     rng = np.random.default_rng(0)
-    data = parallel.global_batch({"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
-                                  "label": rng.integers(0, 100, batch).astype(np.int32)}, mesh)
-    teacher_vars = jax.device_put(teacher.init(jax.random.key(1), data["image"], train=False),
+    local = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
+             "label": rng.integers(0, 100, batch).astype(np.int32)}
+    teacher_vars = jax.device_put(teacher.init(jax.random.key(1), local["image"], train=False),
                                   parallel.replicated(mesh))
+    layout = None
+    if cached:
+        view = teacher_cache.ViewLayout("image", (("logits", (100,)),), jax.tree.structure({}))
+        layout = teacher_cache.Layout({"image": view})
+        local[view.batch_key("logits")] = rng.normal(size=(batch, 100)).astype(np.float32)
+    data = parallel.global_batch(local, mesh)
     weighted = terms.build_terms(losses or {"ce": dict(weight=0.1), "kd": dict(weight=0.9, temperature=4.0)})
     tx, schedules = optim.make_optimizer(dict(name="sgd", momentum=0.9, weight_decay=5e-4),
                                          dict(name="constant", base_lr=0.05), steps_per_epoch=1, total_steps=1)
-    networks = step_lib.Networks(student, teacher)
+    networks = step_lib.Networks(student, teacher, teacher_layout=layout)
     state = jax.jit(lambda r, b, tv: step_lib.init_state(networks, weighted, tx, r, b, tv),
                     out_shardings=parallel.replicated(mesh))(jax.random.key(0), data, teacher_vars)
     train_step = step_lib.jit_train_step(mesh, networks=networks, weighted_terms=weighted,

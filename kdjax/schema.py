@@ -49,6 +49,8 @@ class Teacher:
     sha256: str = ""                         # pins the published file's hash (else the registry's)
     model: dict = dataclasses.field(default_factory=dict)   # dict(name=..., **options)
     how_to_get: str = ""                     # the hint printed when `checkpoint` is missing
+    cache: str = ""                          # a teacher-output cache directory (kdjax.train.teacher_cache)
+    cache_dtype: str = "float32"             # or 'bfloat16': half the size, outputs rounded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +83,8 @@ class Experiment:
     multihost: bool = False                  # call jax.distributed.initialize() (TPU pods, SLURM, Open MPI)
     task: str = "classification"             # kdjax.tasks: labels, train metrics, default evaluators, headline
     batch_size: int = 64                     # global: independent of the device count
+    compute_dtype: str = "float32"           # 'bfloat16': bf16 activations and matmuls in every model (students and
+                                             # teachers); parameters, optimiser, BN statistics and losses float32
     eval_batch_size: int = 256
     log_every_steps: int = 50
     eval_every_epochs: float = 1.0

@@ -40,7 +40,10 @@ def loss_block(loss: str, *, p_switch: float, beta_init: float = 1.2) -> dict:
 def optimizer(*, base_lr: float = 1e-5, weight_decay: float = 3e-4, margin_beta_lr: float = 5e-4,
               proxy_lr_multiplier: float = 2000.0) -> tuple[dict, dict]:
     """Adam with coupled weight decay (torch Adam) on backbone + head; the margin's beta at its own LR, the proxies
-    at base LR x multiplier, both without decay (S2SD supplement; Roth's parameters.py). No LR schedule."""
+    at base LR x multiplier, both without decay. No LR schedule. Weight decay 3e-4 is the S2SD supplement's (Sec. A,
+    "learning rate of 1e-5 and weight decay of 3e-4"); the default of Roth's code, which the supplement says it
+    follows (Confusezius/Revisiting_Deep_Metric_Learning_PyTorch parameters.py `--decay`), is 4e-4: the config
+    argument `weight_decay=4e-4` runs the code's value. The groups' LRs are parameters.py's."""
     groups = {"margin_beta": dict(pattern=r"^terms/r?margin/beta$", base_lr=margin_beta_lr, weight_decay=0.0),
               "proxies": dict(pattern=r"^terms/proxyanchor/proxies$", lr_mult=proxy_lr_multiplier, weight_decay=0.0)}
     return (dict(name="adam", b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay, exclude_1d_from_decay=False,

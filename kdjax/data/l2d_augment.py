@@ -13,8 +13,12 @@ each applied with probability 0.5. Magnitudes (index m of a 10-bin table): Shear
 linspace(0, 150/331) of the width / height, Rotate linspace(0, 30) degrees, Color / Contrast / Sharpness / Brightness
 factor 1 + s * linspace(0, 0.9), Posterize round(linspace(8, 4)) bits, Solarize threshold linspace(256, 0), Cutout
 side round(linspace(0, 20)) px; s = a random sign for shears, translations and the enhancements (rotation is
-counter-clockwise only, as the policy's `rotate_with_fill`). Geometric ops and the Cutout fill with grey 128 (the
-policy's `fillcolor=(128, 128, 128)`; the Cutout colour of the wheel was not checked, kdjax's reading).
+counter-clockwise only, as the policy's `rotate_with_fill`). Geometric ops fill with grey 128 (the policy's
+`fillcolor=(128, 128, 128)`); shears resample BICUBIC as the package's do (`randaugment.affine_bicubic`, Pillow's
+filter restated), translations and rotations NEAREST. The package's Cutout (its `Cutout` class, the AutoAugment
+`create_cutout_mask`): a centre drawn uniformly per axis (randint), the square [c - side // 2, c + side // 2) per
+axis clipped to the image (so 2 * (side // 2) wide inside), filled with (125, 122, 113). Magnitudes are float32
+here (the package's are doubles): a bicubic sample within ~1e-7 of an integer may truncate the other way.
 """
 import numpy as np
 
@@ -22,6 +26,7 @@ from kdjax.data import randaugment as ra
 from kdjax.quiet_tensorflow import tf
 
 GREY = 128.0
+CUTOUT_COLOUR = (125.0, 122.0, 113.0)  # the package's Cutout fill
 NUM_BINS = 10
 
 
@@ -37,10 +42,10 @@ OPS = {
     "Sharpness": (lambda im, v, s: ra.sharpness(im, 1.0 + s * v), _table(0, 0.9)),
     "AutoContrast": (lambda im, v, s: ra.autocontrast(im, None), _table(0, 0)),
     "Posterize": (lambda im, v, s: ra.posterize(im, v), _table(8, 4, rounded=True)),
-    "ShearX": (lambda im, v, s: ra.shear_x(im, s * v, GREY), _table(0, 0.3)),
+    "ShearX": (lambda im, v, s: ra.shear_x(im, s * v, GREY, "bicubic"), _table(0, 0.3)),
     "TranslateX": (lambda im, v, s: ra.translate_x(im, s * v, GREY), _table(0, 150 / 331)),
     "TranslateY": (lambda im, v, s: ra.translate_y(im, s * v, GREY), _table(0, 150 / 331)),
-    "ShearY": (lambda im, v, s: ra.shear_y(im, s * v, GREY), _table(0, 0.3)),
+    "ShearY": (lambda im, v, s: ra.shear_y(im, s * v, GREY, "bicubic"), _table(0, 0.3)),
     "Rotate": (lambda im, v, s: ra.rotate(im, v, GREY), _table(0, 30)),
     "Equalize": (lambda im, v, s: ra.equalize(im, None), _table(0, 0)),
     "Contrast": (lambda im, v, s: ra.contrast(im, 1.0 + s * v), _table(0, 0.9)),
@@ -83,16 +88,18 @@ def cutout_pil(image, seed, factor: float = 0.5):
     return fill_box(image, y1, y2, x1, x2, colour)
 
 
-def _cutout_grey(image, side, seed):
-    """The policy's Cutout: a side x side square at a uniform random centre, clipped, grey."""
+def _cutout_policy(image, side, seed):
+    """The package's Cutout: centre (randint(W), randint(H)), columns and rows [c - side // 2, c + side // 2)
+    clipped, filled with CUTOUT_COLOUR (its first channel on grayscale images)."""
     h, w = tf.shape(image)[0], tf.shape(image)[1]
     u = tf.random.stateless_uniform([2], seed)
-    cy = tf.cast(u[0] * tf.cast(h, tf.float32), tf.int32)
-    cx = tf.cast(u[1] * tf.cast(w, tf.float32), tf.int32)
-    side = tf.cast(side, tf.int32)
-    y0, x0 = tf.maximum(cy - side // 2, 0), tf.maximum(cx - side // 2, 0)
-    y1, x1 = tf.minimum(cy - side // 2 + side, h) - 1, tf.minimum(cx - side // 2 + side, w) - 1
-    return fill_box(image, y0, y1, x0, x1, GREY)
+    cx = tf.cast(tf.floor(u[0] * tf.cast(w, tf.float32)), tf.int32)  # the package draws the PIL width first
+    cy = tf.cast(tf.floor(u[1] * tf.cast(h, tf.float32)), tf.int32)
+    half = tf.cast(side, tf.int32) // 2
+    y0, x0 = tf.maximum(cy - half, 0), tf.maximum(cx - half, 0)
+    y1, x1 = tf.minimum(cy + half, h) - 1, tf.minimum(cx + half, w) - 1  # fill_box's bounds are inclusive
+    colour = tf.constant(CUTOUT_COLOUR[:image.shape[-1]] if image.shape[-1] else CUTOUT_COLOUR, tf.float32)
+    return fill_box(image, y0, y1, x0, x1, colour)
 
 
 def apply_op(image, index, magnitude_index, sign, seed):
@@ -101,7 +108,7 @@ def apply_op(image, index, magnitude_index, sign, seed):
         op, table = OPS[name]
         value = tf.gather(tf.constant(table, tf.float32), magnitude_index)
         if name == "Cutout":
-            return lambda: _cutout_grey(image, value, seed)
+            return lambda: _cutout_policy(image, value, seed)
         return lambda: op(image, value, sign)
     return tf.switch_case(index, [branch(name) for name in NAMES])
 

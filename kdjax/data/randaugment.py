@@ -69,10 +69,15 @@ def sharpness(image, factor):
     return blend(degenerate, image, factor)
 
 
-def affine(image, matrix, fill=0.0):
-    """PIL's Image.transform(AFFINE, matrix, NEAREST): output pixel centre (x + .5, y + .5) samples the input at
-    matrix @ (x + .5, y + .5, 1) in continuous coordinates; `fill` outside (PIL's default 0). TF's op works on pixel indices, hence the
-    half-pixel shifts folded into the translation."""
+def affine(image, matrix, fill=0.0, resample: str = "nearest"):
+    """PIL's Image.transform(AFFINE, matrix, resample): output pixel centre (x + .5, y + .5) samples the input at
+    matrix @ (x + .5, y + .5, 1) in continuous coordinates; `fill` outside (PIL's default 0). 'nearest' (PIL's
+    default) runs TF's projective transform, which works on pixel indices, hence the half-pixel shifts folded into the
+    translation; 'bicubic' is `affine_bicubic` (TF's op has no bicubic mode)."""
+    if resample == "bicubic":
+        return affine_bicubic(image, matrix, fill)
+    if resample != "nearest":
+        raise ValueError(f"affine: resample={resample!r}; valid: 'nearest', 'bicubic'")
     a, b, c, d, e, f = tf.unstack(tf.reshape(matrix, [-1])[:6])
     c = c + 0.5 * (a + b) - 0.5
     f = f + 0.5 * (d + e) - 0.5
@@ -80,6 +85,38 @@ def affine(image, matrix, fill=0.0):
     out = tf.raw_ops.ImageProjectiveTransformV3(images=image[None], transforms=a[None], output_shape=tf.shape(image)[:2],
                                                 fill_value=fill, interpolation="NEAREST", fill_mode="CONSTANT")
     return out[0]
+
+
+def _pil_cubic(v1, v2, v3, v4, d):
+    """Pillow's BICUBIC macro (libImaging/Geometry.c): the cubic through four samples at offset d in [0, 1)."""
+    p2, p3, p4 = -v1 + v3, 2.0 * (v1 - v2) + v3 - v4, -v1 + v2 - v3 + v4
+    return v2 + d * (p2 + d * (p3 + d * p4))
+
+
+def affine_bicubic(image, matrix, fill=0.0):
+    """PIL's Image.transform(AFFINE, matrix, BICUBIC, fillcolor=fill) on a float HWC image of uint8 values, as
+    Pillow's generic transform computes it (libImaging/Geometry.c `bicubic_filter32RGB`, in double precision): the
+    sample point (xin, yin) = matrix @ (x + .5, y + .5, 1); outside [0, W) x [0, H) the fill; inside, the 4 x 4
+    neighbours around (xin - .5, yin - .5), indices clamped to the image, combined by Pillow's cubic along rows then
+    along the column; the result clipped to [0, 255] and truncated, as its cast to UINT8."""
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    m = tf.cast(tf.reshape(matrix, [-1])[:6], tf.float64)
+    ys, xs = tf.meshgrid(tf.range(h, dtype=tf.float64) + 0.5, tf.range(w, dtype=tf.float64) + 0.5, indexing="ij")
+    xin, yin = m[0] * xs + m[1] * ys + m[2], m[3] * xs + m[4] * ys + m[5]
+    hf, wf = tf.cast(h, tf.float64), tf.cast(w, tf.float64)
+    inside = (xin >= 0.0) & (xin < wf) & (yin >= 0.0) & (yin < hf)
+    x0, y0 = tf.floor(xin - 0.5), tf.floor(yin - 0.5)
+    dx, dy = (xin - 0.5 - x0)[..., None], (yin - 0.5 - y0)[..., None]
+    cols = [tf.clip_by_value(tf.cast(x0, tf.int32) - 1 + k, 0, w - 1) for k in range(4)]
+    rows = [tf.clip_by_value(tf.cast(y0, tf.int32) - 1 + k, 0, h - 1) for k in range(4)]
+    pixels = tf.cast(image, tf.float64)
+
+    def row_value(r):
+        return _pil_cubic(*[tf.gather_nd(pixels, tf.stack([r, c], -1)) for c in cols], dx)
+    value = _pil_cubic(*[row_value(r) for r in rows], dy)
+    value = tf.where(value <= 0.0, 0.0, tf.where(value >= 255.0, 255.0, tf.floor(value)))
+    out = tf.where(inside[..., None], value, tf.cast(fill, tf.float64) * tf.ones_like(value))
+    return tf.cast(out, image.dtype)
 
 
 def rotate(image, degrees, fill=0.0):
@@ -91,12 +128,12 @@ def rotate(image, degrees, fill=0.0):
     return affine(image, tf.stack([c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy]), fill)
 
 
-def shear_x(image, v, fill=0.0):
-    return affine(image, tf.stack([1.0, v, 0.0, 0.0, 1.0, 0.0]), fill)
+def shear_x(image, v, fill=0.0, resample: str = "nearest"):
+    return affine(image, tf.stack([1.0, v, 0.0, 0.0, 1.0, 0.0]), fill, resample)
 
 
-def shear_y(image, v, fill=0.0):
-    return affine(image, tf.stack([1.0, 0.0, 0.0, v, 1.0, 0.0]), fill)
+def shear_y(image, v, fill=0.0, resample: str = "nearest"):
+    return affine(image, tf.stack([1.0, 0.0, 0.0, v, 1.0, 0.0]), fill, resample)
 
 
 def translate_x(image, v, fill=0.0):

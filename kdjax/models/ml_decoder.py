@@ -27,9 +27,15 @@ from kdjax.models import layers
 HEADS = ("gap_fc", "ml_decoder")
 
 
+# torch nn.MultiheadAttention._reset_parameters: xavier-uniform on the packed [3E, E] in-projection, so each of q, k, v
+# has bound sqrt(6 / (E + 3E)) (variance scale 1/2 of fan_avg over one [E, E] block); the out-projection keeps
+# nn.Linear's default U(+-1/sqrt(E)); every bias 0.
+IN_PROJECTION_INIT = nn.initializers.variance_scaling(0.5, "fan_avg", "uniform")
+
+
 class MultiHeadCrossAttention(nn.Module):
     """torch nn.MultiheadAttention(E, heads) with query != key = value: q/k/v/out projections as separate Dense
-    layers (torch packs q/k/v in `in_proj_weight`; the converter splits it)."""
+    layers (torch packs q/k/v in `in_proj_weight`; the converter splits it), initialised as torch does."""
     width: int
     heads: int = 8
     dropout: float = 0.1
@@ -37,14 +43,14 @@ class MultiHeadCrossAttention(nn.Module):
 
     @nn.compact
     def __call__(self, query, memory, *, train: bool):
-        dense = lambda name: nn.Dense(self.width, dtype=self.dtype, name=name,  # noqa: E731
-                                      kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.zeros)
+        def dense(name, init=IN_PROJECTION_INIT):
+            return nn.Dense(self.width, dtype=self.dtype, name=name, kernel_init=init, bias_init=nn.initializers.zeros)
         split = lambda x: x.reshape(*x.shape[:-1], self.heads, self.width // self.heads)  # noqa: E731
         q, k, v = split(dense("query")(query)), split(dense("key")(memory)), split(dense("value")(memory))
         logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / math.sqrt(self.width // self.heads)
         weights = nn.Dropout(self.dropout, deterministic=not train)(jax.nn.softmax(logits.astype(jnp.float32), -1))
         attended = jnp.einsum("...hqk,...khd->...qhd", weights.astype(self.dtype), v)
-        return dense("out")(attended.reshape(*attended.shape[:-2], self.width))
+        return dense("out", layers.torch_linear_kernel)(attended.reshape(*attended.shape[:-2], self.width))
 
 
 class MLDecoder(nn.Module):

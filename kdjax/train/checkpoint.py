@@ -25,7 +25,8 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=asynchronous, create=True,
             multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix))
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+            "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -46,11 +47,15 @@ class Checkpointer:
         return restored["state"], restored["meta"]
 
     def restore_raw(self, step: int | None = None):
-        """Restores the state as saved (host arrays), without a target: used to load a teacher."""
+        """Restores the state as saved, as host (numpy) arrays, without a target from the caller: used to load a
+        teacher, an `init_from`, an export. The saved shardings are not reused (a checkpoint written by 2 processes
+        on 8 devices loads on 1 GPU)."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise MissingCheckpointError(f"no checkpoint in {self.directory}")
-        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+        saved = self._manager.item_metadata(step)["state"]
+        target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), saved.tree)
+        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                                        meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"], step
 

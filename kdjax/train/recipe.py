@@ -86,6 +86,19 @@ def _check_optimizer(stage: schema.Stage, where: str) -> None:
         raise ConfigError(f"{where}.{e}") from e
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _compute_dtype(model: dict, compute_dtype: str) -> dict:
+    """The model block with the config's compute dtype, unless the block sets its own `dtype`; float32 adds
+    nothing (so that the identity of float32 runs stays what it was)."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"compute_dtype={compute_dtype!r}; valid: {', '.join(COMPUTE_DTYPES)}")
+    if compute_dtype == "float32" or "dtype" in model:
+        return dict(model)
+    return dict(model, dtype=compute_dtype)
+
+
 def resolve_stage(config, name: str) -> StageSpec:
     top = schema.resolve(config, schema.Experiment, "config")
     if name not in top.stages:
@@ -95,6 +108,8 @@ def resolve_stage(config, name: str) -> StageSpec:
     task = _task(top.task)
     weighted = _terms(dict(stage.losses), where)
     teacher = teacher_lib.resolve_spec(stage.teacher, stage=name, order=stage_order(config), stages=top.stages)
+    if teacher is not None:
+        teacher = dataclasses.replace(teacher, model=_compute_dtype(teacher.model, top.compute_dtype))
     needs = [wt.name for wt in weighted if wt.term.needs_teacher]
     if needs and teacher is None:
         raise ConfigError(f"{where}.losses: term(s) {needs} need a teacher, but the stage has no 'teacher'")
@@ -104,7 +119,8 @@ def resolve_stage(config, name: str) -> StageSpec:
     if best_metric.split("/", 1)[0] not in evals:
         raise ConfigError(f"best_metric={best_metric!r} names no configured evaluator; evaluators: {sorted(evals)}")
     return StageSpec(
-        name=name, task=task, data=_data(top, stage, where), model=dict(stage.model), teacher=teacher,
+        name=name, task=task, data=_data(top, stage, where), model=_compute_dtype(dict(stage.model), top.compute_dtype),
+        teacher=teacher,
         losses=dict(stage.losses), optimizer=dict(stage.optimizer), schedule=dict(stage.schedule),
         num_epochs=float(stage.num_epochs), num_steps=stage.num_steps,
         batch_size=int(stage.batch_size or top.batch_size), evals=evals, best_metric=best_metric,

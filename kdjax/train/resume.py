@@ -29,6 +29,8 @@ def identity(stage_spec) -> dict:
     teacher = None
     if stage_spec.teacher:
         teacher = {k: getattr(stage_spec.teacher, k) for k in ("stage", "checkpoint", "pretrained", "model")}
+        if stage_spec.teacher.cache and stage_spec.teacher.cache_dtype != "float32":  # rounded teacher outputs
+            teacher["cache_dtype"] = stage_spec.teacher.cache_dtype
     record = {"model": stage_spec.model, "losses": stage_spec.losses, "data": dataclasses.asdict(stage_spec.data),
               "batch_size": stage_spec.batch_size,
               "seed": stage_spec.seed, "optimizer": stage_spec.optimizer, "schedule": stage_spec.schedule,

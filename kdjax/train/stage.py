@@ -29,6 +29,7 @@ from kdjax.errors import ConfigError
 from kdjax.train import optim, preemption, results, resume, train_loop
 from kdjax.train import step as step_lib
 from kdjax.train import teacher as teacher_lib
+from kdjax.train import teacher_cache
 from kdjax.train import terms as terms_lib
 from kdjax.train.recipe import StageSpec
 
@@ -91,10 +92,10 @@ def _global_batch_spec(data: data_lib.Data, mesh) -> dict:
             for k, (shape, dtype) in data.train.element_spec().items()}
 
 
-def build(stage_spec: StageSpec, mesh) -> StagePlan:
+def build(stage_spec: StageSpec, mesh, data=None) -> StagePlan:
     """Builds a stage's data pipelines, models, loss terms and optimiser; user errors are ConfigErrors naming the
-    config key."""
-    data = _build_data(stage_spec)
+    config key. `data`: a stand-in with the same attributes (benchmarks/cost_table.py plans from shapes alone)."""
+    data = data or _build_data(stage_spec)
     model = _build_model(stage_spec.model, data.num_classes, f"stages.{stage_spec.name}.model", stage_spec.task)
     where = f"stages.{stage_spec.name}"
     teacher_model = (_build_model(stage_spec.teacher.model, data.num_classes, f"{where}.teacher.model")
@@ -154,7 +155,11 @@ def run(stage_spec: StageSpec, workdir: str, *, mesh, on_event) -> dict:
     plan = build(stage_spec, mesh)
     evaluators = make_evaluators(plan, mesh)
     teacher = teacher_lib.load(plan, workdir, evaluators, mesh)
-    if preemption.should_stop():
+    cached = teacher_cache.prepare(plan, teacher, mesh, on_event)
+    if cached is not None:
+        teacher_lib.note_cache(workdir, stage_spec.name, cached.record)
+        plan = cached.plan
+    if preemption.should_stop() or (cached is not None and cached.status == "preempted"):
         return results.preempted(stage_spec.name, None)
     checkpoints = train_loop.Checkpoints.open(directory, stage_spec.checkpoint)
     try:  # an error (a non-finite step) must not abandon the asynchronous save of the last good step
@@ -164,7 +169,8 @@ def run(stage_spec: StageSpec, workdir: str, *, mesh, on_event) -> dict:
         on_event("compiled")
         if preemption.should_stop():
             return results.preempted(stage_spec.name, start)
-        run_with = train_loop.Resources(mesh, step_fn, teacher.variables, evaluators, checkpoints, directory, on_event)
+        run_with = train_loop.Resources(mesh, step_fn, teacher.variables, evaluators, checkpoints, directory, on_event,
+                                        cached.batches if cached is not None else plan.data.train.batches)
         status, step, meta = train_loop.train(plan, run_with, state, start, meta)
     finally:
         checkpoints.close()  # waits for pending saves

@@ -4,6 +4,7 @@ The step is written for the global batch; `jax.jit` with the state replicated an
 'data' axis makes it data-parallel (no pmap, no explicit pmean). What the loss terms see is assembled in one place,
 `forward`, for the step and for the initialisation alike.
 """
+import dataclasses
 import functools
 
 import jax
@@ -19,18 +20,21 @@ def l2_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
 
 
+@dataclasses.dataclass(frozen=True)
 class Networks:
-    """Apply functions of the student and the (optional, frozen) teacher."""
-
-    def __init__(self, student, teacher=None):
-        self.student, self.teacher = student, teacher
+    """Apply functions of the student and the (optional, frozen) teacher. With `teacher_layout` (a
+    `kdjax.train.teacher_cache.Layout`) the teacher's outputs come with the batch, read from the teacher cache, and
+    the step never runs the teacher."""
+    student: object
+    teacher: object = None
+    teacher_layout: object = None
 
     def teacher_fn(self, teacher_vars):
         """The frozen teacher as a callable `fn(x, train=False) -> (logits, taps)`. No stop_gradient on the call
         itself: Jacobian terms differentiate it w.r.t. its input; its parameters are constants anyway (not an
         argument of the differentiated function). `train=True` runs BN on batch statistics (OFD's teacher mode)
         and discards the running-statistic update: the teacher stays frozen."""
-        if self.teacher is None:
+        if self.teacher is None or self.teacher_layout is not None:
             return None
 
         def fn(x, train=False):
@@ -78,7 +82,10 @@ def forward(networks: Networks, weighted_terms, params, batch_stats, teacher_var
 
     def outputs(student_out, key):
         s_out, s_taps = student_out
-        t_out, t_taps = jax.lax.stop_gradient(teacher_fn(batch[key])) if teacher_fn else (None, None)
+        if networks.teacher_layout is not None:
+            t_out, t_taps = networks.teacher_layout.outputs(batch, key)
+        else:
+            t_out, t_taps = jax.lax.stop_gradient(teacher_fn(batch[key])) if teacher_fn else (None, None)
         return terms_lib.ViewOutputs(s_out, _declared(s_taps, needs.student_taps), t_out,
                                      _declared(t_taps, needs.teacher_taps))
 

@@ -165,3 +165,9 @@ def load(plan, workdir: str, evaluators: dict, mesh) -> LoadedTeacher:
     if warning:
         say(stage_spec.name, "\n" + "!" * 100 + f"\n{warning}\n" + "!" * 100)
     return LoadedTeacher(variables, record)
+
+
+def note_cache(workdir: str, stage: str, cache_record: dict) -> None:
+    """Adds what the teacher cache did (folders read or written) to the stage's teacher.json."""
+    path = os.path.join(results.stage_dir(workdir, stage), "teacher.json")
+    results.write_json(path, dict(results.read_json(path) or {}, cache=cache_record))

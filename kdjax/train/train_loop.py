@@ -50,6 +50,7 @@ class Resources:
     checkpoints: Checkpoints
     directory: str                 # the stage's folder (logs)
     on_event: Callable             # on_event(event, **info): 'step', 'eval' (tests use it)
+    batches: Callable              # start step -> iterator of local training batches
 
 
 @dataclasses.dataclass
@@ -136,7 +137,7 @@ def train(plan, res: Resources, state, start: int, meta: dict) -> tuple[str, int
     tracker = Tracker({k for ev in res.evaluators.values() for k in ev.lower_is_better},
                       best=dict(meta["best"]), last=dict(meta["last_eval"]))
     t_start, eval_every = time.time() - float(meta["wall_time"]), eval_schedule(stage_spec, spe)
-    step, window, batches, status = start, [], plan.data.train.batches(start), "done"
+    step, window, batches, status = start, [], res.batches(start), "done"
     try:
         while step < total:
             state, measurements = res.step_fn(state, res.teacher_vars, parallel.global_batch(next(batches), res.mesh))

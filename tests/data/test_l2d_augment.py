@@ -11,7 +11,7 @@ import tensorflow as tf
 from kdjax.data import l2d_augment, ops
 from tests.data.test_randaugment import BLENDS, smooth_image
 
-EXACT = {"Invert", "Posterize", "Solarize", "Equalize"}
+EXACT = {"Invert", "Posterize", "Solarize", "Equalize", "ShearX", "ShearY"}
 
 
 def _ours(name, m, sign, image):
@@ -24,6 +24,7 @@ def _pil(name, m, sign, image):
     """DeepVoltaire/AutoAugment's SubPolicy operations at the policy's magnitude tables."""
     img = PIL.Image.fromarray(image)
     v = l2d_augment.OPS[name][1][m]
+    v32 = float(np.float32(v))
     grey = (128, 128, 128)
 
     def rotate_with_fill():
@@ -38,9 +39,11 @@ def _pil(name, m, sign, image):
                                             fillcolor=grey),
         "TranslateY": lambda: img.transform(img.size, PIL.Image.AFFINE, (1, 0, 0, 0, 1, v * img.size[1] * sign),
                                             fillcolor=grey),
-        # the policy shears with BICUBIC; TF's projective transform has nearest / bilinear only: nearest here
-        "ShearX": lambda: img.transform(img.size, PIL.Image.AFFINE, (1, v * sign, 0, 0, 1, 0), fillcolor=grey),
-        "ShearY": lambda: img.transform(img.size, PIL.Image.AFFINE, (1, 0, 0, v * sign, 1, 0), fillcolor=grey),
+        # the magnitude as the op receives it (a float32 table): the truncation to uint8 is exact only then
+        "ShearX": lambda: img.transform(img.size, PIL.Image.AFFINE, (1, v32 * sign, 0, 0, 1, 0), PIL.Image.BICUBIC,
+                                        fillcolor=grey),
+        "ShearY": lambda: img.transform(img.size, PIL.Image.AFFINE, (1, 0, 0, v32 * sign, 1, 0), PIL.Image.BICUBIC,
+                                        fillcolor=grey),
         "Rotate": rotate_with_fill,
         "Equalize": lambda: PIL.ImageOps.equalize(img),
         "Contrast": lambda: PIL.ImageEnhance.Contrast(img).enhance(1 + v * sign),
@@ -76,13 +79,45 @@ def test_op_matches_the_policy_in_pillow(name, m, sign):
         assert np.mean(np.any(ours != ref, axis=-1)) < 0.02
 
 
-def test_policy_cutout_is_a_grey_square_of_the_table_side():
-    image = np.full((32, 32, 3), 7, np.uint8)
-    out = _ours("Cutout", 9, 1, image)
-    grey = np.all(out == 128, axis=-1)
-    rows, cols = np.flatnonzero(grey.any(1)), np.flatnonzero(grey.any(0))
-    assert grey[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all() and np.all(out[~grey] == 7)
-    assert max(len(rows), len(cols)) == 20 or rows.min() == 0 or cols.min() == 0 or rows.max() == 31
+def _package_cutout(image, side, uniforms):
+    """pip randaugment 1.0.2's Cutout restated with its random draws given (randint(n) = floor(u * n)): on the PIL
+    image, `height` is size[0] (the width) and pixels[i, j] is column i, row j."""
+    img = PIL.Image.fromarray(image)
+    pixels = img.load()
+    first, second = img.size
+    loc0, loc1 = int(np.floor(uniforms[0] * first)), int(np.floor(uniforms[1] * second))
+    upper = (max(0, loc0 - side // 2), max(0, loc1 - side // 2))
+    lower = (min(first, loc0 + side // 2), min(second, loc1 + side // 2))
+    for i in range(upper[0], lower[0]):
+        for j in range(upper[1], lower[1]):
+            pixels[i, j] = (125, 122, 113)
+    return np.asarray(img).astype(int)
+
+
+@pytest.mark.parametrize("m", [1, 5, 9])
+def test_policy_cutout_equals_the_packages(m):
+    image = smooth_image()[:24, :30]
+    side = int(l2d_augment.OPS["Cutout"][1][m])
+    for s in range(12):
+        seed = tf.constant([s, 3], tf.int64)
+        out = l2d_augment.apply_op(tf.cast(image, tf.float32), tf.constant(l2d_augment.NAMES.index("Cutout")),
+                                   tf.constant(m), tf.constant(1.0), seed)
+        uniforms = np.asarray(tf.random.stateless_uniform([2], seed))
+        np.testing.assert_array_equal(np.asarray(out).astype(int), _package_cutout(image, side, uniforms))
+
+
+def test_bicubic_affine_equals_pillow_on_rotations_too():
+    """The bicubic resampler on matrices other than shears: Pillow's sample positions, clamping and truncation."""
+    from kdjax.data import randaugment
+    image = smooth_image()[:20, :26]
+    img = PIL.Image.fromarray(image)
+    for matrix in [(0.9, 0.2, 1.5, -0.3, 1.1, -2.0), (1.0, 0.0, 0.5, 0.0, 1.0, 0.25), (1.2, -0.4, -3.0, 0.1, 0.8, 4.0)]:
+        ours = randaugment.affine(tf.cast(image, tf.float32), tf.constant(matrix, tf.float32), 128.0, "bicubic")
+        as_received = tuple(float(x) for x in np.float32(matrix))  # the op's float32 matrix
+        ref = img.transform(img.size, PIL.Image.AFFINE, as_received, PIL.Image.BICUBIC, fillcolor=(128, 128, 128))
+        np.testing.assert_array_equal(np.asarray(ours).astype(int), np.asarray(ref).astype(int))
+    with pytest.raises(ValueError, match="resample='lanczos'; valid: 'nearest', 'bicubic'"):
+        randaugment.affine(tf.cast(image, tf.float32), tf.constant(matrix, tf.float32), 0.0, "lanczos")
 
 
 def _asl_cutout_pil(image, uniforms, colour, factor=0.5):

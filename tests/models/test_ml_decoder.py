@@ -49,6 +49,22 @@ def test_head_equals_the_numpy_restatement_in_eval_mode():
     np.testing.assert_allclose(embeddings, want_embeddings, rtol=1e-4, atol=1e-4)
 
 
+def test_attention_is_initialised_as_torchs_multihead_attention():
+    """nn.MultiheadAttention: xavier-uniform on the packed [3E, E] in-projection (bound sqrt(6 / 4E) for each of q,
+    k, v), nn.Linear's default on the out-projection (bound 1 / sqrt(E)), zero biases. Uniform draws: the largest of
+    E^2 values lies within 1 % of the bound."""
+    e = 256
+    head = ml_decoder.MLDecoder(num_classes=4, width=e, hidden=64)
+    params = head.init(jax.random.key(0), jnp.zeros((1, 2, 2, 8)), train=False)["params"]["multihead_attn"]
+    bounds = {"query": np.sqrt(6 / (4 * e)), "key": np.sqrt(6 / (4 * e)), "value": np.sqrt(6 / (4 * e)),
+              "out": 1 / np.sqrt(e)}
+    for name, bound in bounds.items():
+        kernel = np.asarray(params[name]["kernel"])
+        assert 0.99 * bound < np.abs(kernel).max() <= bound, (name, np.abs(kernel).max(), bound)
+        np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.02)  # uniform, not truncated normal
+        assert not np.any(np.asarray(params[name]["bias"]))
+
+
 def test_queries_are_standard_normal_constants_and_dropout_acts_in_training():
     model = models.get_model("resnet18", num_classes=5, head="ml_decoder", width=0.125)
     x = jax.random.normal(jax.random.key(2), (2, 32, 32, 3))

@@ -25,9 +25,25 @@ d = data.build(spec.data, seed=0, batch_size=spec.batch_size, eval_batch_size=in
 local = next(d.train.batches())
 global_ids = multihost_utils.process_allgather(local["index"])
 loop.run(config, workdir)
+
+
+def params_checksum(checkpoints: str) -> float:
+    tree, _, _ = ckpt_lib.restore_raw(checkpoints)
+    return float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(tree["params"])))
+
+
 tree, _, step = ckpt_lib.restore_raw(f"{workdir}/student/checkpoints")
-checksum = float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(tree["params"])))
-checksums = multihost_utils.process_allgather(np.float64(checksum))
+checksum_here = params_checksum(f"{workdir}/student/checkpoints")
+checksums = multihost_utils.process_allgather(np.float64(checksum_here))  # float32 on the way (no x64)
+
+# The same student with a teacher cache: each process writes and reads its own rows of every step.
+cached = helpers.tiny_config(steps=3)
+cached.stage_order = ("student",)
+block = cached.stages.student.teacher
+block.stage, block.checkpoint, block.model = "", f"{workdir}/teacher/checkpoints", dict(name="vgg4", width=0.125)
+block.cache = f"{workdir}/cache"
+loop.run(cached, f"{workdir}/cached")
+cached_checksum = params_checksum(f"{workdir}/cached/student/checkpoints")
 
 # The retrieval evaluator on logits as embeddings: each process reads half of the 64 evaluation images, the
 # evaluator gathers all of them; the reference applies the model to the whole split in this process alone.
@@ -44,6 +60,7 @@ reference = metrics.recall_at_k(logits, whole.split.labels, (1, 4))
 print("RESULT " + json.dumps({
     "process_count": jax.process_count(), "devices": jax.device_count(), "local_devices": jax.local_device_count(),
     "local_batch": int(len(local["index"])), "global_ids": np.asarray(global_ids).ravel().tolist(),
-    "step": int(step), "checksums": np.asarray(checksums).ravel().tolist(),
+    "step": int(step), "checksums": np.asarray(checksums).ravel().tolist(), "cached_checksum": cached_checksum,
+    "checksum_here": checksum_here,
     "eval_rows_here": int(sum(b["_mask"].sum() for b in d.eval.batches())),
     "retrieval": gathered, "retrieval_reference": {f"recall@{k}": v for k, v in reference.items()}}), flush=True)

@@ -1,5 +1,7 @@
 """Multi-host data parallelism on localhost: 2 processes x 4 CPU devices, jax.distributed + gloo collectives; the
-retrieval evaluator gathers the embeddings of both processes."""
+retrieval evaluator gathers the embeddings of both processes; the teacher cache is written and read by each
+process for its own rows."""
+import glob
 import json
 import os
 import socket
@@ -41,7 +43,22 @@ def test_two_processes_train_on_disjoint_shards_with_identical_replicas(tmp_path
         # each process read half of the evaluation split; the evaluator saw all of it, padding dropped
         assert r["eval_rows_here"] == 32
         assert r["retrieval"] == pytest.approx(r["retrieval_reference"], abs=1e-9)
+        assert r["cached_checksum"] == r["checksum_here"]  # the cached student is the uncached one
     # only process 0 writes logs and results
     assert (tmp_path / "run" / "student" / "results.json").exists()
     lines = open(tmp_path / "run" / "student" / "metrics.jsonl").read().splitlines()
     assert len([l for l in lines if '"loss/total"' in l]) == 3
+    # the cache holds one block of 8 rows per process, both written; one process of 8 devices reads both
+    from kdjax.train import loop, teacher_cache
+    (folder,) = glob.glob(str(tmp_path / "run" / "cache" / "*"))
+    assert json.load(open(os.path.join(folder, "layout.json")))["rows_per_block"] == 8
+    checks = teacher_cache._open_array(os.path.join(folder, "checks"), create=False).read().result()
+    assert checks.shape[1] == 2 and (checks >= 0).all()
+    config = helpers.tiny_config(steps=3)
+    config.stage_order = ("student",)
+    block = config.stages.student.teacher
+    block.stage, block.checkpoint = "", str(tmp_path / "run" / "teacher" / "checkpoints")
+    block.model, block.cache = dict(name="vgg4", width=0.125), str(tmp_path / "run" / "cache")
+    loop.run_stage(config, "student", str(tmp_path / "reader"))
+    record = json.load(open(tmp_path / "reader" / "student" / "teacher.json"))["cache"]
+    assert record["chunks_written"] == 0
