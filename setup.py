@@ -3,7 +3,7 @@ import setuptools
 
 # Ranges are the ones installed together and tested (jax 0.10.2, flax 0.12.8, optax 0.2.8,
 # orbax-checkpoint 0.12.8, tensorflow-cpu 2.21, tensorflow-datasets 4.9.10, clu 0.0.12, ml-collections 1.1,
-# submitit 1.5.4).
+# submitit 1.5.4, tensorstore 0.1.86).
 INSTALL_REQUIRES = [
     "jax>=0.10,<0.11",
     "flax>=0.12,<0.13",
@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8,<4",
     "numpy>=2.0,<3",
     "submitit>=1.5,<2",  # experiments.sweep on SLURM clusters
+    "tensorstore>=0.1.70,<0.2",  # the teacher cache's chunked arrays (orbax-checkpoint installs it too)
 ]
 
 setuptools.setup(

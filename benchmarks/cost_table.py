@@ -37,7 +37,8 @@ from kdjax.train import teacher as teacher_lib  # noqa: E402
 PEAK_TFLOPS = {"H100": 989.0, "v5e": 197.0}
 # size, channels, training images, classes of datasets whose configs give no `data.expect`
 NATIVE = {"cifar100": (32, 3, 50000, 100), "cifar10": (32, 3, 50000, 10),
-          "mit_indoor67": (256, 3, 5360, 67)}  # folder source: Quattoni & Torralba's 80 training images per class
+          "mit_indoor67": (256, 3, 5360, 67),  # folder source: Quattoni & Torralba's 80 training images per class
+          "digits": (8, 1, 1437, 10), "fashion_mnist": (28, 1, 60000, 10)}  # the offline configs
 PAIRS = ("resnet32x4-resnet8x4", "wrn_40_2-wrn_16_2", "vgg13-vgg8", "resnet50_cifar-mobilenetv2",
          "wrn_40_2-shufflev1", "resnet32x4-shufflev2", "resnet32x4-shufflev1", "vgg13-mobilenetv2")
 CONFIGS = ([("configs/baselines/cifar100.py", f"method=kd,pair={p}") for p in PAIRS]

@@ -11,12 +11,21 @@ permutation). `views` (the supplement's weak flip / strong Cutout + RandAugment,
 view, the student on the strong one), 'both' (as weak_strong, and `ndd_pairs='views'` pairs each image's two views).
 The PS, MSE, RKD, PKT and ReviewKD weights are not published (1, as L2D's code defaults; unverified).
 `mdkd` is not re-implemented (only its abstract is public): its rows quote the supplement.
+
+The reconstruction's open choices (the supplement leaves them open; the defaults are kdjax's reading):
+`ndd_form` exact pairwise MSE (default) or the supplement's Eq. 15 bound (`losses.negative_discrepancy`);
+`ndd_reduction` mean over pairs (default), sum, or sum / batch size; `student_head` ML-Decoder (default) or the
+backbone's linear classifier (the supplement: MSKD's models "remove the additional MLP head"); gamma_b = 2 read as
+a focal exponent on the BCE task loss. `method=focal` (a control, not a published row) trains that task loss alone.
 """
 from configs import common
 from configs.multilabel import common as multilabel
+from kdjax.losses import multilabel as ml_losses
 
 METHODS = ("student", "rkd", "pkt", "reviewkd", "mse", "ps", "l2d", "mld", "mdkd", "3d")
 NDD_PAIRS = ("images", "views", "permutation")
+CONTROLS = ("focal",)        # methods that are no row of the supplement's tables: the 3D task loss alone
+STUDENT_HEADS = {"ml_decoder": "ml_decoder", "linear": "gap_fc"}
 TEACHER_VIEW_TERMS = ("mld", "ps", "ml_mse", "pd", "ndd")  # logit terms that can read the teacher on another view
 # (mAP, OF1, CF1) of every row of the supplement's Tables B.1 (COCO), B.2 (VOC) and B.3 (COCO, reversed)
 PUBLISHED = {'coco': {'vgg13-mobilenetv2': {'teacher': (74.08, 75.05, 72.2),
@@ -123,12 +132,15 @@ TABLES.update({("coco", p): "B.1" for p in PUBLISHED["coco"] if p != "resnet34-r
 TABLES.update({("voc", p): "B.2" for p in PUBLISHED["voc"]})
 
 
-def method_losses(method: str, *, swap_weights: bool = False, ndd_pairs: str = "images") -> dict:
+def method_losses(method: str, *, swap_weights: bool = False, ndd_pairs: str = "images", ndd_form: str = "exact",
+                  ndd_reduction: str = "pairs") -> dict:
     """The loss block of `method` (weights as the module docstring)."""
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    if ndd_pairs not in NDD_PAIRS:
-        raise ValueError(f"Unknown ndd_pairs {ndd_pairs!r}; valid: {', '.join(NDD_PAIRS)}")
+    if method not in METHODS + CONTROLS:
+        raise ValueError(f"Unknown method {method!r}; valid methods: {', '.join(METHODS + CONTROLS)}")
+    for name, value, valid in (("ndd_pairs", ndd_pairs, NDD_PAIRS), ("ndd_form", ndd_form, ml_losses.NDD_FORMS),
+                               ("ndd_reduction", ndd_reduction, ml_losses.NDD_REDUCTIONS)):
+        if value not in valid:
+            raise ValueError(f"Unknown {name} {value!r}; valid: {', '.join(valid)}")
     bce = multilabel.bce()
     if method == "mdkd":
         raise ValueError("method=mdkd: MDKD (Wang et al., ACM MM 2024) is not re-implemented (only its abstract is "
@@ -146,18 +158,33 @@ def method_losses(method: str, *, swap_weights: bool = False, ndd_pairs: str = "
     }.get(method)
     if extra is not None:
         return dict(bce, **extra)
+    focal = {"focal": dict(weight=1.0, gamma=2.0)}
+    if method == "focal":
+        return focal
     pd_weight, ndd_weight = (10.0, 100.0) if swap_weights else (100.0, 10.0)
-    return {"focal": dict(weight=1.0, gamma=2.0), "pd": dict(weight=pd_weight, temperature=4.0),
-            "ndd": dict(weight=ndd_weight, temperature=4.0, pairs=ndd_pairs)}
+    return dict(focal, pd=dict(weight=pd_weight, temperature=4.0),
+                ndd=dict(weight=ndd_weight, temperature=4.0, pairs=ndd_pairs, form=ndd_form, reduction=ndd_reduction))
+
+
+def student_head(head: str, method: str) -> str:
+    """The student's `model.head` for `student_head` (ml_decoder | linear)."""
+    if head not in STUDENT_HEADS:
+        raise ValueError(f"Unknown student_head {head!r}; valid: {', '.join(STUDENT_HEADS)}")
+    if head == "linear" and method == "l2d":
+        raise ValueError("method=l2d distils the ML-Decoder's label-wise embeddings (LED): student_head=linear has "
+                         "none; use student_head=ml_decoder")
+    return STUDENT_HEADS[head]
 
 
 def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
     """A Tables B.1-B.3 cell: `arg` has pair, method, seed, runlocal, teacher_checkpoint, teacher_pretrained,
-    student_pretrained, swap_weights, ndd_pairs, views, dtype."""
+    student_pretrained, swap_weights, ndd_pairs, ndd_form, ndd_reduction, student_head, views, dtype."""
     if arg.pair not in PUBLISHED[dataset]:
         raise ValueError(f"Unknown pair {arg.pair!r} for {dataset}; valid pairs: {', '.join(PUBLISHED[dataset])}")
     teacher_arch, student_arch = arg.pair.split("-")
-    losses = method_losses(arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs)
+    losses = method_losses(arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs,
+                           ndd_form=arg.ndd_form, ndd_reduction=arg.ndd_reduction)
+    head = student_head(arg.student_head, arg.method)
     config = common.base_config(seed=arg.seed, task="multilabel")
     config.batch_size = 64
     config.eval_batch_size = 128
@@ -175,7 +202,7 @@ def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
     config.evals = {"eval": dict(type="multilabel")}
     teacher_model = multilabel.model_block(teacher_arch, dtype=arg.dtype)
     stages = []
-    if arg.method == "student":
+    if arg.method in ("student",) + CONTROLS:
         teacher = None
     elif arg.teacher_checkpoint:
         teacher = dict(checkpoint=arg.teacher_checkpoint, model=teacher_model,
@@ -185,7 +212,7 @@ def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
                                                      cycle_epochs=multilabel.TEACHER_CYCLE_EPOCHS)
         multilabel.pretrained_init(config.stages.teacher, teacher_arch, arg.teacher_pretrained)
         teacher, stages = dict(stage="teacher"), ["teacher"]
-    config.stages.student = multilabel.l2d_stage(multilabel.model_block(student_arch, dtype=arg.dtype),
+    config.stages.student = multilabel.l2d_stage(multilabel.model_block(student_arch, head=head, dtype=arg.dtype),
                                                  num_epochs=multilabel.STUDENT_EPOCHS, losses=losses, teacher=teacher)
     multilabel.pretrained_init(config.stages.student, student_arch, arg.student_pretrained)
     config.stage_order = tuple(stages) + ("student",)
@@ -200,4 +227,5 @@ def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
 def parse(arg, default_pair: str):
     return common.parse_arg(arg, runlocal=False, seed=0, pair=default_pair, method="3d", teacher_checkpoint="",
                             teacher_pretrained="", student_pretrained="", swap_weights=False, ndd_pairs="images",
-                            views="single", dtype="float32")
+                            ndd_form="exact", ndd_reduction="pairs", student_head="ml_decoder", views="single",
+                            dtype="float32")

@@ -6,7 +6,9 @@ Not a reproduction of a published number: the offline counterpart of Tables B.1-
 0.25) and student ResNet8 (width 0.5), both with ML-Decoder heads of width 128, L2D's recipe scaled down (max LR
 1e-3, 3 epochs, flip only; configs/multilabel/fashion_mnist_mosaic.py); `method=` as configs/ml_3d/common.py
 (student, rkd, pkt, reviewkd, mse, ps, l2d, mld, 3d), with 3D's options `swap_weights`, `ndd_pairs`, and `views`
-(weak = flip, strong = flip + CutoutPIL(0.5) at 56 px here). `teacher_checkpoint=DIR` reuses a trained teacher
+(weak = flip, strong = flip + CutoutPIL(0.5) at 56 px here), the reconstruction's open choices `ndd_form`,
+`ndd_reduction`, `student_head` (configs/ml_3d/common.py), `head_width` (the student's decoder), and `method=focal`
+(the task loss alone). `teacher_checkpoint=DIR` reuses a trained teacher
 (`<workdir of configs/multilabel/fashion_mnist_mosaic.py>/teacher/checkpoints`); without it the teacher trains first.
 Runtime on 2 CPU cores: teacher about 10 minutes, a student 6-9 minutes.
 
@@ -29,17 +31,25 @@ VARIANTS = {
     "3d_views": dict(method="3d", views="both", ndd_pairs="views"),
     # the control of 3d_views: the same two views (student strong, teacher weak), NDD still across images
     "3d_two_views": dict(method="3d", views="both"),
+    # the reconstruction's open choices (configs/ml_3d/README.md) and their controls
+    "focal": dict(method="focal"),                               # 3D's task loss, no distillation
+    "3d_linear_head": dict(method="3d", student_head="linear"),
+    "3d_bound_sum": dict(method="3d", ndd_form="bound", ndd_reduction="sum"),
+    "l2d_768": dict(method="l2d", head_width=768),               # L2D's decoder width: does LED swamp BCE?
 }
 
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, runlocal=False, seed=0, method="3d", teacher_checkpoint="", swap_weights=False,
-                           ndd_pairs="images", views="single", lr=1e-3, variant="")
+                           ndd_pairs="images", ndd_form="exact", ndd_reduction="pairs", student_head="ml_decoder",
+                           head_width=base.STUDENT["head_width"], views="single", lr=1e-3, variant="")
     if arg.variant:
         if arg.variant not in VARIANTS:
             raise ValueError(f"Unknown variant {arg.variant!r}; valid: {', '.join(VARIANTS)}")
         arg.update(VARIANTS[arg.variant])
-    losses = ml_3d.method_losses(arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs)
+    losses = ml_3d.method_losses(arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs,
+                                 ndd_form=arg.ndd_form, ndd_reduction=arg.ndd_reduction)
+    head = ml_3d.student_head(arg.student_head, arg.method)
     config = base.get_config(f"seed={arg.seed},lr={arg.lr}")
     if arg.views not in multilabel.VIEWS:
         raise ValueError(f"Unknown views {arg.views!r}; valid: {', '.join(multilabel.VIEWS)}")
@@ -52,7 +62,12 @@ def get_config(arg=None):
                 options["teacher_view"] = "image_weak"
     student = config.stages.student
     student.losses = losses
-    if arg.method == "student":
+    student.model.head = head
+    if head == "ml_decoder":
+        student.model.head_width = arg.head_width
+    else:
+        del student.model["head_width"], student.model["head_hidden"]
+    if arg.method in ("student",) + ml_3d.CONTROLS:
         config.stage_order = ("student",)
     elif arg.teacher_checkpoint:
         student.teacher = dict(stage="", checkpoint=arg.teacher_checkpoint, pretrained="", path="", sha256="",
@@ -62,7 +77,9 @@ def get_config(arg=None):
         student.teacher = dict(stage="teacher", checkpoint="", pretrained="", path="", sha256="", model={},
                                how_to_get="")
         config.stage_order = ("teacher", "student")
-    config.info = dict(method=arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs, views=arg.views)
+    config.info = dict(method=arg.method, swap_weights=arg.swap_weights, ndd_pairs=arg.ndd_pairs, views=arg.views,
+                       ndd_form=arg.ndd_form, ndd_reduction=arg.ndd_reduction, student_head=arg.student_head,
+                       head_width=arg.head_width)
     if arg.runlocal:
         common.runlocal(config)
         config.data.train_split = "train[:64]"

@@ -11,8 +11,9 @@ def focal_bce(logits: jax.Array, targets: jax.Array, *, gamma: float = 2.0, redu
       -sum_{b,c} [ y (1 - p)^gamma log p + (1 - y) p^gamma log(1 - p) ],  p = sigmoid(z).
 
     gamma = 0 is L2D's task loss, BCE with reduction 'sum' (reference: penghui-yang/L2D criterion; the teacher and
-    student objectives of Yang et al., ICCV 2023); gamma = 2 is the 3D paper's task loss (Li & Cheng, focal
-    exponent gamma_b). The logs are log-sigmoids, so values and gradients stay finite for any logit; the reference
+    student objectives of Yang et al., ICCV 2023); gamma = 2 is kdjax's reading of the 3D paper's task loss (Li &
+    Cheng: the supplement names a hyper-parameter gamma_b = 2 without its equation; kdjax reads it as a focal
+    exponent on the BCE, which the public text does not confirm). The logs are log-sigmoids, so values and gradients stay finite for any logit; the reference
     clamps p at 1e-8 before the log instead, which differs only where |z| > 18 (it caps the loss at 18.4 per label).
 
     Args:
@@ -185,13 +186,13 @@ def positive_divide(student_logits: jax.Array, teacher_logits: jax.Array, target
     return value * temperature ** 2 if tau_sq else value
 
 
-NDD_PAIRS, NDD_REDUCTIONS, NDD_NEGATIVES = ("images", "permutation", "views"), ("pairs", "global"), ("labels",
-                                                                                                     "predicted")
+NDD_PAIRS, NDD_NEGATIVES = ("images", "permutation", "views"), ("labels", "predicted")
+NDD_REDUCTIONS, NDD_FORMS = ("pairs", "global", "sum", "per_image"), ("exact", "bound")
 
 
 def negative_discrepancy(student_logits: jax.Array, teacher_logits: jax.Array, targets: jax.Array, *,
                          temperature: float = 4.0, pairs: str = "images", reduction: str = "pairs",
-                         tau_sq: bool = False, negatives: str = "labels",
+                         tau_sq: bool = False, negatives: str = "labels", form: str = "exact",
                          partner: jax.Array | None = None) -> jax.Array:
     """NDD, the 3D paper's negative-discrepancy term (Li & Cheng; kdjax's reconstruction from the supplement's C.2):
     for a pair of predictions (1, 2) over their shared negative labels S, rho = p~_1 - p~_2 with p~ = sigmoid(z / tau),
@@ -201,8 +202,16 @@ def negative_discrepancy(student_logits: jax.Array, teacher_logits: jax.Array, t
     'permutation': the pairs (i, partner[i]) for a given permutation `partner` [B];
     'views': the two views of each image, logits stacked as [2, B, C], S = N_i.
     reduction='pairs': mean over pairs with |S| > 0 of each pair's mean (0 if none); 'global': mean over every
-    (pair, shared negative) entry. negatives='labels' (ground truth) or 'predicted' (the teacher's p~ < 0.5).
+    (pair, shared negative) entry; 'sum': the sum of the pairs' means; 'per_image': that sum divided by the batch
+    size B (the two batch reductions of L2D's code, next to a task loss summed over the batch, where the mean over
+    pairs makes NDD ~1e-2 of it). negatives='labels' (ground truth) or 'predicted' (the teacher's p~ < 0.5).
     tau_sq multiplies by tau^2.
+
+    form='exact' (default): the pairwise MSE above. 'bound': the upper bound the supplement's C.2 (Eq. 2, the
+    reformulated Eq. 15) says NDD "can be computed as": per pair, the mean over S of
+    (p~_1^s - p~_1^t)^2 + (p~_2^s - p~_2^t)^2 + 2 (p~_1^s p~_2^t + p~_2^s p~_1^t), i.e. the per-sample MSEs plus
+    L_aux, which exceeds the exact form by the mean over S of 2 (p~_1^s p~_2^s + p~_1^t p~_2^t) >= 0. kdjax keeps
+    Eq. 2's 1/|S| on L_aux (the printed bound writes it as a bare dot product, which would not follow from Eq. 2).
     """
     if pairs not in NDD_PAIRS:
         raise ValueError(f"negative_discrepancy: pairs={pairs!r}; valid: {list(NDD_PAIRS)}")
@@ -210,6 +219,8 @@ def negative_discrepancy(student_logits: jax.Array, teacher_logits: jax.Array, t
         raise ValueError(f"negative_discrepancy: reduction={reduction!r}; valid: {list(NDD_REDUCTIONS)}")
     if negatives not in NDD_NEGATIVES:
         raise ValueError(f"negative_discrepancy: negatives={negatives!r}; valid: {list(NDD_NEGATIVES)}")
+    if form not in NDD_FORMS:
+        raise ValueError(f"negative_discrepancy: form={form!r}; valid: {list(NDD_FORMS)}")
     check_same_shape(student_logits, teacher_logits, "negative_discrepancy")
     _check_targets(student_logits, targets, "negative_discrepancy")
     check_positive("negative_discrepancy", temperature=temperature)
@@ -222,26 +233,35 @@ def negative_discrepancy(student_logits: jax.Array, teacher_logits: jax.Array, t
     negative = (pt < 0.5) if negatives == "predicted" else (targets.astype(bool) == 0)
     if pairs == "views":
         shared = negative[0] & negative[1] if negatives == "predicted" else negative
-        rho = (ps[0] - ps[1]) - (pt[0] - pt[1])                                 # [B, C]
-        weight = jnp.ones(rho.shape[0])
+        (ps1, ps2), (pt1, pt2) = ps, pt                                           # [B, C] each
+        weight = jnp.ones(ps1.shape[0])
     elif pairs == "permutation":
         shared = negative & negative[partner]
-        rho = (ps - ps[partner]) - (pt - pt[partner])
-        weight = (jnp.arange(rho.shape[0]) != partner).astype(rho.dtype)        # an image paired with itself: no pair
+        ps1, ps2, pt1, pt2 = ps, ps[partner], pt, pt[partner]
+        weight = (jnp.arange(ps.shape[0]) != partner).astype(ps.dtype)          # an image paired with itself: no pair
     else:
         b = ps.shape[0]
         shared = negative[:, None, :] & negative[None, :, :]                      # [B, B, C]
-        rho = (ps[:, None] - ps[None, :]) - (pt[:, None] - pt[None, :])
+        ps1, ps2, pt1, pt2 = ps[:, None], ps[None, :], pt[:, None], pt[None, :]
         weight = jnp.triu(jnp.ones((b, b)), k=1)                                  # unordered pairs i < j
-    shared = shared.astype(rho.dtype) * weight[..., None]
-    squared = jnp.square(rho) * shared
+    if form == "exact":
+        entry = jnp.square((ps1 - ps2) - (pt1 - pt2))
+    else:
+        entry = jnp.square(ps1 - pt1) + jnp.square(ps2 - pt2) + 2.0 * (ps1 * pt2 + ps2 * pt1)
+    shared = shared.astype(entry.dtype) * weight[..., None]
+    squared = entry * shared
     if reduction == "global":
         value = jnp.sum(squared) / jnp.maximum(jnp.sum(shared), 1.0)
     else:
         sizes = jnp.sum(shared, axis=-1)
-        per_pair = jnp.sum(squared, axis=-1) / jnp.maximum(sizes, 1.0)
-        valid = (sizes > 0).astype(rho.dtype)
-        value = jnp.sum(per_pair * valid) / jnp.maximum(jnp.sum(valid), 1.0)
+        per_pair = jnp.sum(squared, axis=-1) / jnp.maximum(sizes, 1.0)          # 0 for a pair without shared S
+        if reduction == "sum":
+            value = jnp.sum(per_pair)
+        elif reduction == "per_image":
+            value = jnp.sum(per_pair) / ps.shape[-2]
+        else:
+            valid = (sizes > 0).astype(entry.dtype)
+            value = jnp.sum(per_pair) / jnp.maximum(jnp.sum(valid), 1.0)
     return value * temperature ** 2 if tau_sq else value
 
 

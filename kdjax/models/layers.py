@@ -95,3 +95,13 @@ def max_pool_2x2(x):
     x00, x01, x10, x11 = (windows[:, :, i, :, j] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
     top = jax.lax.stop_gradient(jnp.maximum(jnp.maximum(x00, x01), jnp.maximum(x10, x11)))
     return jnp.where(x00 == top, x00, jnp.where(x01 == top, x01, jnp.where(x10 == top, x10, x11)))
+
+
+def global_max_pool(x):
+    """Max over H and W of [N, H, W, C] -> [N, C], with the gradient going to the first maximum in row-major order,
+    as torch's `AdaptiveMaxPool2d(1)` (argmax) does; `jnp.max` splits a tied window's gradient evenly instead, and
+    ties are common after a ReLU (equal zeros, saturated backgrounds)."""
+    n, h, w, c = x.shape
+    flat = x.reshape(n, h * w, c)
+    first = jax.lax.stop_gradient(jnp.argmax(flat, axis=1))  # argmax returns the first of tied maxima
+    return jnp.take_along_axis(flat, first[:, None, :], axis=1)[:, 0]

@@ -123,6 +123,8 @@ def test_tfds_configs_validate_and_state_their_protocol(dataset):
     assert spec.losses["rmargin"]["p_switch"] == d["p_switch"]
     assert spec.optimizer["groups"]["margin_beta"]["base_lr"] == 5e-4 and spec.optimizer["weight_decay"] == 3e-4
     assert module.get_config("loss=margin").info.published_recall_at_1 == d["published"]["margin"]
+    # the supplement's 3e-4 by default (above); the default of Roth's code through the argument
+    assert module.get_config("weight_decay=4e-4").stages.model.optimizer.weight_decay == 4e-4
     assert module.get_config("loss=proxyanchor").stages.model.optimizer.groups.proxies.lr_mult == 2000
 
 

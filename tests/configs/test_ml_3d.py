@@ -60,3 +60,31 @@ def test_choices_are_named():
     assert teacher_first.stage_order == ("teacher", "student")
     reuse = fashion_mnist_mosaic.get_config("method=l2d,teacher_checkpoint=/t")
     assert reuse.stage_order == ("student",) and reuse.stages.student.teacher.checkpoint == "/t"
+
+
+def test_the_reconstructions_open_choices_are_options_with_named_values():
+    """configs/ml_3d/README.md's open choices: NDD's form and reduction reach the term, the linear student head
+    builds, method=focal trains the task loss alone without a teacher; bad values name the valid ones."""
+    cell = "teacher_pretrained=none,student_pretrained=none"
+    config = coco.get_config(f"method=3d,ndd_form=bound,ndd_reduction=per_image,student_head=linear,{cell}")
+    ndd = {w.name: w.term for w in terms.build_terms(config.stages.student.losses.to_dict())}["ndd"]
+    assert (ndd.form, ndd.reduction) == ("bound", "per_image")
+    model = models.from_config(config.stages.student.model.to_dict(), num_classes=80)
+    logits, features = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                                                     train=False)[0])
+    assert logits.shape == (1, 80) and "label_embeddings" not in features
+    focal = coco.get_config(f"method=focal,{cell}")
+    assert focal.stage_order == ("student",) and focal.stages.student.losses.to_dict() == {
+        "focal": {"weight": 1.0, "gamma": 2.0}} and focal.info.published_mAP_OF1_CF1 is None
+    with pytest.raises(ValueError, match="Unknown ndd_form 'upper'; valid: exact, bound"):
+        coco.get_config(f"ndd_form=upper,{cell}")
+    with pytest.raises(ValueError, match="Unknown ndd_reduction 'mean'; valid: pairs, global, sum, per_image"):
+        fashion_mnist_mosaic.get_config("ndd_reduction=mean")
+    with pytest.raises(ValueError, match="Unknown student_head 'mlp'; valid: ml_decoder, linear"):
+        voc.get_config(f"student_head=mlp,{cell}")
+    with pytest.raises(ValueError, match="method=l2d distils the ML-Decoder's label-wise embeddings"):
+        fashion_mnist_mosaic.get_config("method=l2d,student_head=linear")
+    wide = fashion_mnist_mosaic.get_config("variant=l2d_768")
+    assert wide.stages.student.model.head_width == 768 and wide.stages.teacher.model.head_width == 128
+    with pytest.raises(ValueError, match="ndd: form='upper'; valid: \\['exact', 'bound'\\]"):
+        terms.build_terms({"ndd": dict(weight=1.0, form="upper")})

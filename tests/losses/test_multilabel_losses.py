@@ -115,7 +115,7 @@ def np_ps(zs, zt, y, tau=1.0, reduction="per_image"):
     return total / len(y) if reduction == "per_image" else total / max(pairs, 1)
 
 
-def np_ndd(zs, zt, y, tau=4.0, reduction="pairs", pair_list=None, predicted=False):
+def np_ndd(zs, zt, y, tau=4.0, reduction="pairs", pair_list=None, predicted=False, form="exact"):
     ps, pt = _sig(zs / tau), _sig(zt / tau)
     neg = (pt < 0.5) if predicted else (y == 0)
     pair_list = pair_list or [(i, j) for i in range(len(y)) for j in range(i + 1, len(y))]
@@ -123,12 +123,16 @@ def np_ndd(zs, zt, y, tau=4.0, reduction="pairs", pair_list=None, predicted=Fals
     for i, j in pair_list:
         shared = neg[i] & neg[j]
         if shared.any():
-            d = ((ps[i] - ps[j]) - (pt[i] - pt[j]))[shared] ** 2
-            means.append(d.mean())
-            entries.extend(d)
+            if form == "exact":
+                d = ((ps[i] - ps[j]) - (pt[i] - pt[j])) ** 2
+            else:  # the supplement's bound: per-sample MSEs + L_aux
+                d = (ps[i] - pt[i]) ** 2 + (ps[j] - pt[j]) ** 2 + 2 * (ps[i] * pt[j] + ps[j] * pt[i])
+            means.append(d[shared].mean())
+            entries.extend(d[shared])
     if not means:
         return 0.0
-    return float(np.mean(means)) if reduction == "pairs" else float(np.mean(entries))
+    return {"pairs": np.mean(means), "global": np.mean(entries), "sum": np.sum(means),
+            "per_image": np.sum(means) / len(y)}[reduction]
 
 
 @pytest.fixture
@@ -204,14 +208,32 @@ def test_positive_divide_binary_form_and_masks(ml_batch):
     assert no_positive == 0.0 and moved == pytest.approx(base, rel=1e-12)
 
 
-@pytest.mark.parametrize("options", [{}, dict(reduction="global"), dict(negatives="predicted"), dict(tau_sq=True)])
+@pytest.mark.parametrize("options", [{}, dict(reduction="global"), dict(negatives="predicted"), dict(tau_sq=True),
+                                     dict(reduction="sum"), dict(reduction="per_image"), dict(form="bound"),
+                                     dict(form="bound", reduction="sum"), dict(form="bound", reduction="global")])
 def test_negative_discrepancy_matches_a_loop_over_pairs(ml_batch, options):
     zs, zt, y = ml_batch
     with jax.enable_x64():
         got = float(losses.negative_discrepancy(jnp.asarray(zs), jnp.asarray(zt), jnp.asarray(y), **options))
-    want = np_ndd(zs, zt, y, reduction=options.get("reduction", "pairs"),
+    want = np_ndd(zs, zt, y, reduction=options.get("reduction", "pairs"), form=options.get("form", "exact"),
                   predicted=options.get("negatives") == "predicted") * (16 if options.get("tau_sq") else 1)
     assert got == pytest.approx(want, rel=1e-9) and got > 0
+
+
+def test_negative_discrepancy_bound_exceeds_the_exact_form_by_the_dropped_products(ml_batch):
+    """The supplement's C.2, Eq. 2: the bound minus the exact pairwise MSE is, per pair, the mean over the shared
+    negatives of 2 (p1s p2s + p1t p2t), the products the bound drops; on the two views of each image."""
+    zs, zt, y = ml_batch
+    rng = np.random.default_rng(7)
+    s, t = np.stack([zs, zs + rng.normal(size=zs.shape)]), np.stack([zt, zt + rng.normal(size=zt.shape)])
+    with jax.enable_x64():
+        exact, bound = (float(losses.negative_discrepancy(jnp.asarray(s), jnp.asarray(t), jnp.asarray(y),
+                                                          pairs="views", reduction="sum", form=f))
+                        for f in ("exact", "bound"))
+    ps, pt = _sig(s / 4), _sig(t / 4)
+    dropped = sum(np.mean(2 * (ps[0, b] * ps[1, b] + pt[0, b] * pt[1, b])[y[b] == 0]) for b in range(8)
+                  if (y[b] == 0).any())
+    assert bound - exact == pytest.approx(dropped, rel=1e-9) and bound > exact
 
 
 def test_negative_discrepancy_permutation_and_views(ml_batch):

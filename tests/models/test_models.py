@@ -193,3 +193,23 @@ def test_max_pool_2x2_sends_a_tied_windows_gradient_to_its_first_maximum_as_torc
     np.testing.assert_allclose(penalty(kernel, layers.max_pool_2x2), penalty(kernel, flax_pool), rtol=1e-6)
     np.testing.assert_allclose(jax.grad(penalty)(kernel, layers.max_pool_2x2),
                                jax.grad(penalty)(kernel, flax_pool), rtol=1e-5, atol=1e-6)
+
+
+def test_global_max_pool_sends_a_tie_to_its_first_maximum_as_torchs_adaptive_max_pool():
+    """S2SD's "A" pooling (reference: `AdaptiveMaxPool2d(1)`, argmax): a tie's whole gradient goes to the first
+    maximum in row-major order, per channel; without ties it equals nn.max_pool over the whole map."""
+    from kdjax.models import layers
+    x = jnp.zeros((1, 3, 3, 2))
+    x = x.at[0, 0, 2, 0].set(2.0).at[0, 1, 1, 0].set(2.0).at[0, 2, 0, 0].set(1.0)  # channel 0: tie at (0,2),(1,1)
+    x = x.at[0, 2, 2, 1].set(-1.0)  # channel 1: eight tied zeros, first at (0,0)
+    np.testing.assert_array_equal(layers.global_max_pool(x), [[2.0, 0.0]])
+    grad = jax.grad(lambda v: jnp.sum(layers.global_max_pool(v) * jnp.array([3.0, 5.0])))(x)
+    expected = np.zeros((1, 3, 3, 2), np.float32)
+    expected[0, 0, 2, 0], expected[0, 0, 0, 1] = 3.0, 5.0
+    np.testing.assert_array_equal(grad, expected)
+    y = jax.random.normal(jax.random.key(0), (2, 5, 4, 3))
+    reference = lambda v: nn.max_pool(v, (5, 4))[:, 0, 0]
+    cot = jax.random.normal(jax.random.key(1), (2, 3))
+    np.testing.assert_array_equal(layers.global_max_pool(y), reference(y))
+    np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(layers.global_max_pool(v) * cot))(y),
+                                  jax.grad(lambda v: jnp.sum(reference(v) * cot))(y))

@@ -27,7 +27,8 @@ def _targets(inputs, term):
 @dataclasses.dataclass(frozen=True)
 class Focal(Term):
     """Focal BCE summed over the batch and the labels; `gamma=0` is L2D's BCE-sum task loss (configs name it
-    `'bce': {'term': 'focal', 'gamma': 0.0, ...}`), `gamma=2` the 3D paper's."""
+    `'bce': {'term': 'focal', 'gamma': 0.0, ...}`), `gamma=2` kdjax's reading of the 3D paper's gamma_b (see
+    `losses.focal_bce`)."""
     gamma: float = 2.0
 
     def __post_init__(self):
@@ -124,12 +125,13 @@ class NegativeDiscrepancy(_Distill):
     reduction: str = "pairs"
     tau_sq: bool = False
     negatives: str = "labels"
+    form: str = "exact"
     second_view: str = "image_weak"
 
     def __post_init__(self):
         m = losses.multilabel
         for name, value, valid in (("pairs", self.pairs, m.NDD_PAIRS), ("reduction", self.reduction, m.NDD_REDUCTIONS),
-                                   ("negatives", self.negatives, m.NDD_NEGATIVES)):
+                                   ("negatives", self.negatives, m.NDD_NEGATIVES), ("form", self.form, m.NDD_FORMS)):
             if value not in valid:
                 raise ValueError(f"ndd: {name}={value!r}; valid: {list(valid)}")
 
@@ -155,5 +157,5 @@ class NegativeDiscrepancy(_Distill):
             valid = losses.ndd_valid_pairs(targets)
         value = losses.negative_discrepancy(student, teacher, targets, temperature=self.temperature, pairs=self.pairs,
                                             reduction=self.reduction, tau_sq=self.tau_sq, negatives=self.negatives,
-                                            partner=partner)
+                                            form=self.form, partner=partner)
         return value, state, {"ndd_valid_pairs": valid.astype(jnp.float32)}

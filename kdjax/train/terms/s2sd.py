@@ -8,7 +8,8 @@ source instance and distilled towards each branch's detached batch-similarity ma
     L = 1/2 (L_src + mean_k L_k) + gamma * mean_k KL(S_src, sg(S_k))  [+ feat_weight * KL(S_src, sg(S_f)) from
     step feat_delay on, "F"]
 
-"A" (`pool_aggr`) feeds the branches (and F) global average + global max pooling of the last stage. The branches'
+"A" (`pool_aggr`) feeds the branches (and F) global average + global max pooling of the last stage (max with
+the first-maximum gradient of the reference's `AdaptiveMaxPool2d`). The branches'
 parameters live in this term (`terms/<name>/target_<k>/mlp`, criterion parameters in `.../criterion` and
 `terms/<name>/source`), so they train and checkpoint with the model and never leave with it: the exported model is
 the embedding network alone.
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from kdjax import losses, modules
+from kdjax.models import layers
 from kdjax.train.terms.base import TERMS, Term, register
 from kdjax.train.terms.metric import Criterion
 
@@ -83,7 +85,7 @@ class S2SD(Term):
             raise ValueError("s2sd pool_aggr ('A') needs the backbone's unpooled last stage (taps['feats'][-1], "
                              "[B, H, W, C]); this model exposes none")
         last = feats[-1].astype(jnp.float32)
-        return jnp.mean(last, axis=(1, 2)) + jnp.max(last, axis=(1, 2))
+        return jnp.mean(last, axis=(1, 2)) + layers.global_max_pool(last)
 
     def init(self, rng, inputs):
         criterion, f = self.criterion(), self._branch_input(inputs)
