@@ -7,6 +7,7 @@ the options are the keyword arguments of its class) and returns `{metric: value}
 """
 import inspect
 
+import jax
 import numpy as np
 
 from kdjax import ops, parallel
@@ -18,8 +19,10 @@ EVALUATORS = Registry("evaluator")
 
 class Evaluator:
     """Subclasses implement `run(apply_fn, variables) -> {metric: float}`, where `apply_fn(variables, images,
-    train=False)` (a Flax module's `apply`) returns the model's `(outputs, taps)`."""
+    train=False)` (a Flax module's `apply`) returns the model's `(outputs, taps)`. One that sets `reads_terms`
+    is called as `run(apply_fn, variables, terms=(weighted_terms, term_params))` by a student stage."""
     lower_is_better: frozenset = frozenset()   # metrics whose best value is the smallest
+    reads_terms: bool = False
 
     def __init__(self, *, mesh, data):
         self.mesh, self.data = mesh, data
@@ -33,7 +36,8 @@ class Evaluator:
 
 
 def collect_outputs(apply_fn, variables, data, mesh, *, cache: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(outputs, labels) of every example of `data`, gathered from all processes, padding dropped.
+    """(outputs, labels) of every example of `data`, gathered from all processes, padding dropped. `apply_fn` may
+    return a pytree of [B, ...] outputs (and its taps, ignored); the outputs come back as the same pytree.
 
     The jitted predict returns replicated arrays: XLA gathers the global batch onto every device, so each process
     holds all rows and drops the masked ones. `cache` keeps the compiled program of each apply_fn across calls.
@@ -46,7 +50,7 @@ def collect_outputs(apply_fn, variables, data, mesh, *, cache: dict) -> tuple[np
     outputs, labels = [], []
     for local in data.batches():
         batch = parallel.global_batch({k: local[k] for k in ("image", "label", "_mask")}, mesh)
-        out, lab, mask = (np.asarray(x) for x in cache[apply_fn](variables, batch))
-        outputs.append(out[mask])
+        out, lab, mask = jax.tree.map(np.asarray, cache[apply_fn](variables, batch))
+        outputs.append(jax.tree.map(lambda o, m=mask: o[m], out))
         labels.append(lab[mask])
-    return np.concatenate(outputs), np.concatenate(labels)
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs), np.concatenate(labels)

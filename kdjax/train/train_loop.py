@@ -100,7 +100,9 @@ def evaluate(plan, res: Resources, state, step: int, due: list, tracker: Tracker
     res.on_event("eval", step=step)
     variables, values = state.model_variables(), {}
     for name in due:
-        values.update({f"{name}/{k}": v for k, v in res.evaluators[name].run(plan.model.apply, variables).items()})
+        evaluator = res.evaluators[name]
+        terms = {"terms": (plan.weighted_terms, state.params["terms"])} if evaluator.reads_terms else {}
+        values.update({f"{name}/{k}": v for k, v in evaluator.run(plan.model.apply, variables, **terms).items()})
     improved = tracker.update(step, values)
     headline = plan.spec.best_metric
     meta = dict(meta, best=tracker.best, last_eval=tracker.last)

@@ -315,3 +315,68 @@ def test_resume_across_the_feature_delay_and_the_warm_up_equals_the_straight_run
     assert loop.run(_warmup_config(), str(tmp_path))[-1]["status"] == "done"
     straight, resumed = _params(warmup_run), _params(tmp_path)
     jax.tree.map(np.testing.assert_array_equal, straight, resumed)
+
+
+class _Split:
+    """An evaluation split as the evaluators read it: local batches with a padding mask."""
+
+    def __init__(self, images, labels, batch):
+        pad = -len(labels) % batch
+        self.images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+        self.labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+        self.mask = np.arange(len(self.labels)) < len(labels)
+        self.batch = batch
+
+    def batches(self):
+        for i in range(0, len(self.labels), self.batch):
+            yield {"image": self.images[i:i + self.batch], "label": self.labels[i:i + self.batch],
+                   "_mask": self.mask[i:i + self.batch]}
+
+
+@pytest.mark.parametrize("pool_aggr", [False, True])
+def test_retrieval_term_heads_report_each_branch_and_the_pooled_feature(pool_aggr):
+    """configs/s2sd's branch diagnostics: `term_heads=True` adds the retrieval metrics of each target branch and of
+    the normalised pooled feature, equal to the metrics of those embeddings computed outside the evaluator (branch
+    MLPs restated in NumPy); padding rows are dropped; the model's own metrics are unchanged."""
+    from kdjax import metrics, parallel
+    from kdjax.evaluators import retrieval
+    term = _s2sd(target_dims=(16, 24), pool_aggr=pool_aggr)
+    params, _ = term.init(jax.random.key(3), _inputs())
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(5), 6).astype(np.int32)
+    images = rng.normal(size=(30, H, W, F)).astype(np.float32)
+    projection = jnp.asarray(rng.normal(size=(F, D)), jnp.float32)
+
+    def apply_fn(variables, x, train):  # a stand-in model: ReLU features, pooled, projected and normalised
+        feats = jax.nn.relu(x) * variables["scale"]
+        pooled = feats.mean((1, 2))
+        z = pooled @ projection
+        return z / jnp.linalg.norm(z, axis=1, keepdims=True), {"pooled": pooled, "feats": [feats]}
+
+    evaluator = retrieval.Retrieval(mesh=parallel.make_mesh(), data=_Split(images, labels, 8), ks=(1, 2),
+                                    roth_map_r=5, nmi=False, term_heads=True)
+    assert evaluator.reads_terms
+    weighted = terms.build_terms({"s2sd": dict(weight=1.0, target_dims=(16, 24), pool_aggr=pool_aggr)},
+                                 terms.DataFacts(num_classes=C))
+    variables = {"scale": jnp.float32(1.5)}
+    result = evaluator.run(apply_fn, variables, terms=(weighted, {"s2sd": params}))
+    feats = np.maximum(images.astype(np.float64), 0) * 1.5
+    pooled = feats.mean((1, 2))
+    f = pooled + (feats.max((1, 2)) if pool_aggr else 0.0)
+    want = {"": metrics.retrieval_metrics(np.asarray(apply_fn(variables, jnp.asarray(images), False)[0]), labels,
+                                          ks=[1, 2], roth_map_r=5),
+            "s2sd/pooled/": metrics.retrieval_metrics(pooled / np.linalg.norm(pooled, axis=1, keepdims=True), labels,
+                                                      ks=[1, 2], roth_map_r=5)}
+    for k in range(2):
+        mlp = jax.tree.map(lambda a: np.asarray(a, np.float64), params[f"target_{k}"]["mlp"])
+        z = np.maximum(f @ mlp["fc1"]["kernel"] + mlp["fc1"]["bias"], 0) @ mlp["fc2"]["kernel"] + mlp["fc2"]["bias"]
+        want[f"s2sd/target_{k}/"] = metrics.retrieval_metrics(z / np.linalg.norm(z, axis=1, keepdims=True), labels,
+                                                              ks=[1, 2], roth_map_r=5)
+    expected = {prefix + name: v for prefix, values in want.items() for name, v in values.items()}
+    assert set(result) == set(expected)
+    for name, value in expected.items():
+        assert result[name] == pytest.approx(value, abs=1e-6), name
+    assert len({result[f"s2sd/{h}/recall@1"] for h in ("pooled", "target_0", "target_1")} | {result["recall@1"]}) > 1
+    plain = retrieval.Retrieval(mesh=parallel.make_mesh(), data=_Split(images, labels, 8), ks=(1, 2), roth_map_r=5,
+                                nmi=False).run(apply_fn, variables)
+    assert plain == {k: v for k, v in result.items() if "/" not in k}

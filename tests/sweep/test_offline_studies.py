@@ -13,7 +13,7 @@ from tests import helpers
 
 SPECIFICATIONS = {
     "configs/icd/offline_study.py": [""],
-    "configs/s2sd/offline_study.py": ["", "ablation=attached"],
+    "configs/s2sd/offline_study.py": ["", "ablation=attached", "ablation=gamma"],
     "configs/jacobian_matching/offline_study.py": ["table=1", "table=2"],
     "configs/baselines/offline_study.py": [""],
     "configs/ml_3d/offline_study.py": [""],

@@ -111,6 +111,12 @@ class Term:
         """The teacher taps this term reads, on any view."""
         return ()
 
+    def eval_embeddings(self, params, outputs: Array, taps: dict) -> dict[str, Array]:
+        """Embeddings this term defines besides the model's output, by name, from the student's evaluation outputs
+        and taps and the term's trained params (S2SD's target branches); the retrieval evaluator's `term_heads`
+        reports their metrics. None by default."""
+        return {}
+
     def check_weight(self, weight: float) -> None:
         """Raises ValueError for a weight this term does not accept (e.g. a negative lambda)."""
 

@@ -15,6 +15,7 @@ parameters live in this term (`terms/<name>/target_<k>/mlp`, criterion parameter
 the embedding network alone.
 """
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +87,14 @@ class S2SD(Term):
                              "[B, H, W, C]); this model exposes none")
         last = feats[-1].astype(jnp.float32)
         return jnp.mean(last, axis=(1, 2)) + layers.global_max_pool(last)
+
+    def eval_embeddings(self, params, outputs, taps):
+        """`pooled`: the backbone's pooled feature, L2-normalised; `target_<k>`: each target branch's embedding."""
+        f = self._branch_input(types.SimpleNamespace(student_taps=taps))
+        heads = {"pooled": losses.l2_normalize(taps["pooled"].astype(jnp.float32))}
+        for k, dim in enumerate(self.target_dims):
+            heads[f"target_{k}"] = modules.TargetMLP(dim).apply({"params": params[f"target_{k}"]["mlp"]}, f)
+        return heads
 
     def init(self, rng, inputs):
         criterion, f = self.criterion(), self._branch_input(inputs)
