@@ -2,12 +2,14 @@
 mini-benchmark (configs/baselines/fashion_mnist.py: resnet32x4 -> resnet8x4 at width 0.25, 600 steps) over one
 teacher, each student a full stage (compilation, evaluation and checkpoints included).
 
-    python -m benchmarks.cache_sweep --teacher=DIR [--workdir=W] [--methods=kd,dkd,mlld]
+    python -m benchmarks.cache_sweep [--teacher=DIR] [--width=1.0] [--workdir=W] [--methods=kd,dkd,mlld]
 
-DIR: the teacher's `checkpoints` directory (a run of that config's teacher stage). Without the cache every student
-runs the teacher in each step; with it, the first student's stage writes the cache (its teacher pass is in its time)
-and the others read it; MLLD adds its strong view. Writes `W/cache_sweep.png`; last line:
-`ratio kdjax/reference: X.XX`, the total with the cache over the total without.
+DIR: the teacher's `checkpoints` directory (a run of that config's teacher stage at the same width); without it the
+teacher stage runs for `--teacher_steps` first (untimed: wall time does not depend on how well the teacher is
+trained). `--width`: both networks' width (0.25, the mini-benchmark's, by default; 1.0 the CIFAR networks). Without
+the cache every student runs the teacher in each step; with it, the first student's stage writes the cache (its
+teacher pass is in its time) and the others read it; MLLD adds its strong view. Writes `W/cache_sweep.png`; last
+line: `ratio kdjax/reference: X.XX`, the total with the cache over the total without.
 """
 import argparse
 import os
@@ -18,10 +20,13 @@ from kdjax import config_files
 from kdjax.train import loop
 
 
-def run_students(methods, teacher: str, workdir: str, cache: str) -> dict:
+CONFIG = "configs/baselines/fashion_mnist.py"
+
+
+def run_students(methods, teacher: str, workdir: str, cache: str, width: float) -> dict:
     seconds = {}
     for method in methods:
-        config = config_files.load(f"configs/baselines/fashion_mnist.py:method={method},teacher_checkpoint={teacher}")
+        config = config_files.load(f"{CONFIG}:method={method},teacher_checkpoint={teacher},width={width}")
         if cache:
             config.stages.student.teacher.cache = cache
         start = time.time()
@@ -51,14 +56,23 @@ def plot(plain: dict, cached: dict, path: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", required=True)
+    parser.add_argument("--teacher", default="")
+    parser.add_argument("--teacher_steps", type=int, default=20)
+    parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--workdir", default="")
     parser.add_argument("--methods", default="kd,dkd,mlld")
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="kdjax_cache_sweep_")
     methods = args.methods.split(",")
-    plain = run_students(methods, args.teacher, os.path.join(workdir, "plain"), "")
-    cached = run_students(methods, args.teacher, os.path.join(workdir, "cached"), os.path.join(workdir, "cache"))
+    teacher = args.teacher
+    if not teacher:
+        config = config_files.load(f"{CONFIG}:method=kd,width={args.width}")
+        config.stages.teacher.num_steps = args.teacher_steps
+        loop.run_stage(config, "teacher", os.path.join(workdir, "teacher"))
+        teacher = os.path.join(workdir, "teacher", "teacher", "checkpoints")
+    plain = run_students(methods, teacher, os.path.join(workdir, "plain"), "", args.width)
+    cached = run_students(methods, teacher, os.path.join(workdir, "cached"), os.path.join(workdir, "cache"),
+                          args.width)
     plot(plain, cached, os.path.join(workdir, "cache_sweep.png"))
     print(f"total: without the cache {sum(plain.values()) / 60:.1f} min, with it {sum(cached.values()) / 60:.1f} min "
           f"(figure: {os.path.join(workdir, 'cache_sweep.png')})")

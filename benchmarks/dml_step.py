@@ -7,7 +7,8 @@ beta 40, base 0.5, epsilon 0.1; Roth's reduction), Adam 1e-3.
 
 kdjax's step is the trainer's own (`kdjax.train.step.jit_train_step`, metric_learning task, `multisimilarity` term).
 The PyTorch step is benchmarks/dml_reference.py's (PML MultiSimilarityMiner + MultiSimilarityLoss). Times are medians
-over `--repeats` steps after 3 warm-up steps, the two sides alternating. Last line: `ratio kdjax/reference`.
+over `--repeats` steps after 3 warm-up steps, the two sides alternating; the network's forward + backward alone is
+timed beside them, to split the step into the network and the rest. Last line: `ratio kdjax/reference`.
 ResNet-50 at 224 px (the CUB / CARS / SOP configs) is too slow to time on this machine's CPU.
 """
 import argparse
@@ -90,6 +91,34 @@ def kdjax_step(model_name, batch, losses=None):
     return run, sum(x.size for x in jax.tree.leaves(state.params["model"])), xla_mib
 
 
+def network_parts(model_name, batch):
+    """(kdjax, torch) no-argument functions running the network's forward + backward alone (train-mode BatchNorm,
+    the gradient of the embeddings' sum; no loss, no optimiser): where the step's time is when it is not the loss."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from benchmarks import torch_reference
+    from kdjax import models, ops, parallel
+    images, _ = batch_of(batch)
+    model = models.get_model(model_name, num_classes=0, embedding_dim=64)
+    variables = model.init(jax.random.key(0), images, train=False)
+
+    def objective(params):
+        z, _ = model.apply({**variables, "params": params}, images, train=True, mutable=["batch_stats"])[0]
+        return jnp.sum(z)
+    grad = ops.jit(jax.grad(objective), mesh=parallel.make_mesh())
+    torch.manual_seed(0)
+    net = torch_reference.get_model(model_name, num_classes=64, in_ch=1).train()
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+
+    def run_torch():
+        net.zero_grad()
+        torch.nn.functional.normalize(net(x), dim=1).sum().backward()
+        return 0.0
+    return (lambda: float(jax.block_until_ready(jax.tree.leaves(grad(variables["params"]))[0]).ravel()[0])), run_torch
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=112)
@@ -103,11 +132,15 @@ def main():
     run_jax, n_jax, _ = kdjax_step(args.model, args.batch)
     if n_jax != n_torch:
         raise SystemExit(f"parameter counts differ (kdjax {n_jax}, torch {n_torch})")
-    t_jax, t_torch = time_interleaved([run_jax, run_torch], args.repeats)
+    net_jax, net_torch = network_parts(args.model, args.batch)
+    t_jax, t_torch, t_net_jax, t_net_torch = time_interleaved([run_jax, run_torch, net_jax, net_torch], args.repeats)
     print(f"DML step ({args.model} + 64-d head, {n_jax} parameters), batch {args.batch} at 28x28x1, multi-similarity, "
           f"Adam; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), pytorch-metric-learning {pytorch_metric_learning.__version__}")
     print(f"kdjax {1000 * t_jax:8.1f} ms   torch + PML {1000 * t_torch:8.1f} ms")
+    print(f"network forward + backward alone: kdjax {1000 * t_net_jax:8.1f} ms   torch {1000 * t_net_torch:8.1f} ms; "
+          f"the rest of the step (mining, loss, optimiser): kdjax {1000 * (t_jax - t_net_jax):6.1f} ms   "
+          f"torch + PML {1000 * (t_torch - t_net_torch):6.1f} ms")
     print(f"ratio kdjax/reference: {t_jax / t_torch:.2f}")
 
 

@@ -41,18 +41,20 @@ def time_interleaved(fns, repeats, warmup=3):
     return [statistics.median(ts) for ts in times]
 
 
-def kdjax_step(teacher_name, student_name, batch, losses=None, cached=False):
+def kdjax_step(teacher_name, student_name, batch, losses=None, cached=False, dtype="float32"):
     """Returns (a no-argument function that runs one kdjax train step, waits for it and returns its total loss,
     the student's parameter count, the compiled step's XLA buffers in MiB: temp + arguments + outputs).
     `losses`: the step's terms (default 0.1 CE + 0.9 KD at T = 4). `cached`: the teacher's logits come with the
-    batch, as a stage with a teacher cache runs (kdjax.train.teacher_cache)."""
+    batch, as a stage with a teacher cache runs (kdjax.train.teacher_cache). `dtype`: both models' compute dtype
+    (`config.compute_dtype`)."""
     import jax
 
     from kdjax import models, parallel, tasks
     from kdjax.train import optim, step as step_lib, teacher_cache, terms
 
     mesh = parallel.make_mesh()
-    teacher, student = models.get_model(teacher_name, num_classes=100), models.get_model(student_name, num_classes=100)
+    teacher, student = (models.get_model(name, num_classes=100, **({"dtype": dtype} if dtype != "float32" else {}))
+                        for name in (teacher_name, student_name))
     rng = np.random.default_rng(0)
     local = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
              "label": rng.integers(0, 100, batch).astype(np.int32)}
@@ -103,6 +105,8 @@ def main():
     parser.add_argument("--pairs", default="resnet32x4-resnet8x4,vgg9-vgg4")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time kdjax's step with compute_dtype='bfloat16' (bf16 / float32 per pair)")
     args = parser.parse_args()
     import jax
     import torch
@@ -115,10 +119,13 @@ def main():
         run_torch, n_torch = torch_step(t_name, s_name, args.batch)
         if n_jax != n_torch:
             raise SystemExit(f"{pair}: student parameter counts differ (kdjax {n_jax}, torch {n_torch})")
-        t_jax, t_torch = time_interleaved([run_jax, run_torch], args.repeats)
+        fns = [run_jax, run_torch] + ([kdjax_step(t_name, s_name, args.batch, dtype="bfloat16")[0]] if args.bf16
+                                      else [])
+        t_jax, t_torch, *t_bf16 = time_interleaved(fns, args.repeats)
         ratios.append(t_jax / t_torch)
         print(f"{pair:<24} kdjax {1000 * t_jax:8.1f} ms   torch {1000 * t_torch:8.1f} ms   "
-              f"kdjax/torch {t_jax / t_torch:.2f}")
+              f"kdjax/torch {t_jax / t_torch:.2f}"
+              + (f"   kdjax bf16 {1000 * t_bf16[0]:8.1f} ms (bf16/float32 {t_bf16[0] / t_jax:.2f})" if t_bf16 else ""))
     print(f"ratio kdjax/reference: {max(ratios):.2f}")
 
 

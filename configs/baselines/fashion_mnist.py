@@ -7,7 +7,8 @@ train split, 2 epochs. Students: 200 images per class, 600 steps of batch 64 (ab
 epochs 12 and 16), weight decay 5e-4, crop (pad 2) + flip; DKD / ReviewKD warm up over 2 epochs (their 20 of 240,
 scaled) and CTKD's temperature curriculum runs over 1 epoch (its 10 of 240); CRD uses 1024 negatives (the subset
 has 1,800 of another class per example); MLLD adds its strong view. `method=ce` is the student alone;
-`logit_stand=True` (kd, dkd, mlld, ctkd) and `ctkd_on=dkd` as in cifar100.py. Test top-1 on the 10,000 test images
+`logit_stand=True` (kd, dkd, mlld, ctkd) and `ctkd_on=dkd` as in cifar100.py; `width=1.0` runs the CIFAR widths
+(benchmarks/cache_sweep.py). Test top-1 on the 10,000 test images
 after the last step. Runtime on 2 CPU cores: teacher about 5 minutes, a student 1.5-4 minutes. The tables are the
 sweeps `configs/baselines/offline_study.py` (every method) and `offline_study_logit.py` (the logit methods with and
 without logit standardization, and DIST).
@@ -26,7 +27,7 @@ WEAK = "resize(16)|pad_crop(2)|flip"
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, method="kd", runlocal=False, seed=0, teacher_checkpoint="", logit_stand=False,
-                           ctkd_on="kd")
+                           ctkd_on="kd", width=WIDTH)
     if arg.method not in cifar.METHODS:
         raise ValueError(f"Unknown method {arg.method!r}; valid methods: {', '.join(cifar.METHODS)}")
     config = common.base_config(seed=arg.seed)
@@ -37,7 +38,7 @@ def get_config(arg=None):
     config.checkpoint.every_steps = 1000
     config.data = common.data_block("fashion_mnist", train=WEAK, eval="resize(16)")
 
-    teacher_model = dict(name=PAIR.split("-")[0], width=WIDTH)
+    teacher_model = dict(name=PAIR.split("-")[0], width=arg.width)
     optimizer = common.sgd(weight_decay=5e-4, momentum=0.9)
     losses = cifar.method_losses(arg.method, PAIR, arg.logit_stand, arg.ctkd_on)
     for options in losses.values():
@@ -59,7 +60,7 @@ def get_config(arg=None):
                        how_to_get="run this config's teacher stage")
     elif arg.method != "ce":
         teacher, stages = dict(stage="teacher"), ["teacher"]
-    config.stages.student = common.stage(dict(name=PAIR.split("-")[1], width=WIDTH), losses, optimizer=optimizer,
+    config.stages.student = common.stage(dict(name=PAIR.split("-")[1], width=arg.width), losses, optimizer=optimizer,
                                          schedule=common.multistep(0.05, (12, 16)), num_epochs=1, teacher=teacher,
                                          data=data)
     config.stages.student.num_steps = STUDENT_STEPS

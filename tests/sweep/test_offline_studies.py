@@ -149,3 +149,30 @@ def test_the_jacobian_tables_from_stored_cells_equal_the_readme():
         readme_row = _readme_rows(readme, lam)[0]
         row = _row(table, lam, "model").split(" | ")
         assert [row[3]] + row[5:9] == readme_row[1:6], (lam, row, readme_row)
+
+
+def test_the_logit_methods_table_equals_its_stored_summary():
+    """configs/baselines/README.md's logit-method rows: mean ± std, the seeds and the KD-paired difference,
+    recomputed from the stored summary.json (the sweep's own output) with the sweep's formatting."""
+    import numpy as np
+    spec = grid.load_specification("configs/baselines/offline_study_logit.py")
+    sweep = grid.build(spec)
+    stored = _stored("configs/baselines/offline_logit_summary.json")
+    assert stored["baseline"] == {"method": "kd", "logit_stand": "False"} and stored["seeds"] == list(sweep.seeds)
+    assert sorted((r["point"]["method"], r["point"]["logit_stand"]) for r in stored["rows"]) == sorted(
+        (dict(c.point)["method"], str(dict(c.point)["logit_stand"])) for c in sweep.cells() if c.seed == 0)
+    readme = {(r[0], r[1]): r[2:] for m in ("kd", "dkd", "mlld", "ctkd", "dist")
+              for r in _readme_rows("configs/baselines/README.md", m, after="### Today's logit")}
+    kd = next(r for r in stored["rows"] if r["point"] == stored["baseline"])["last"]["eval/accuracy"]
+    for row in stored["rows"]:
+        values = row["last"]["eval/accuracy"]
+        mean_std, per_seed, delta = readme[(row["point"]["method"], row["point"]["logit_stand"])]
+        assert mean_std == aggregate.mean_std(values, 3)
+        assert per_seed == " / ".join(f"{100 * v:.2f}" for v in values)
+        paired = np.subtract(values, kd)
+        if row["point"] == stored["baseline"]:
+            assert delta == ""
+        else:
+            assert delta == ("+" if paired.mean() >= 0 else "") + aggregate.mean_std(list(paired), None)
+            assert row["paired_delta"]["values"] == pytest.approx(list(paired), abs=1e-9)
+    assert len(readme) == len(stored["rows"]) == 9
