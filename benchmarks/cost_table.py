@@ -81,7 +81,8 @@ class ShapesOnlyData:
     num_classes: int
 
 
-def shapes_only_data(spec) -> ShapesOnlyData:
+def shapes_only_data(stage_spec) -> ShapesOnlyData:
+    spec = stage_spec
     data, b = spec.data, spec.batch_size
     expect = dict(data.expect or {})
     if "train" in expect:
@@ -109,8 +110,9 @@ def step_flops(plan, teacher_vars) -> float:
     return float(step.lower(state, teacher_vars, plan.batch_spec).cost_analysis()["flops"])
 
 
-def stage_row(spec, mesh) -> dict:
-    plan = stage.build(spec, mesh, data=shapes_only_data(spec))
+def stage_row(stage_spec, mesh) -> dict:
+    spec = stage_spec
+    plan = stage.build(stage_spec, mesh, data=shapes_only_data(stage_spec))
     row = {"stage": spec.name, "model": spec.model["name"], "steps": plan.total_steps}
     teacher_vars = {}
     if plan.teacher_model is not None:

@@ -131,39 +131,39 @@ def load_specification(sweep_arg: str | None) -> dict:
     if not sweep_arg:
         return {}
     path, args = config_files.split(sweep_arg)
-    specification = config_files.load_module(path).get_sweep(args or None)
-    return specification.to_dict() if hasattr(specification, "to_dict") else dict(specification)
+    fields = config_files.load_module(path).get_sweep(args or None)
+    return fields.to_dict() if hasattr(fields, "to_dict") else dict(fields)
 
 
 def _values(values) -> str:
     return ",".join(str(v) for v in (values if isinstance(values, (list, tuple)) else [values]))
 
 
-def build(specification: dict, *, config: str | None = None, axes=(), fixed=(), seeds: str | None = None,
+def build(sweep_spec: dict, *, config: str | None = None, axes=(), fixed=(), seeds: str | None = None,
           baseline: str | None = None, stages=None) -> Sweep:
     """A Sweep from a specification's fields, with the command line's additions (`axes`, `fixed`: 'KEY=...' texts)
     and replacements (`config`, `seeds`, `baseline`, `stages`); every key and value checked."""
-    config = config or specification.get("config")
+    config = config or sweep_spec.get("config")
     if not config:
         raise ConfigError("give --config=configs/<file>.py[:args] or --sweep=<specification>")
-    grid_axes, points = _grid_axes(specification.get("grid", {}), [parse_axis(text) for text in axes])
-    settings = [parse_axis(f"{k}={v}") for k, v in specification.get("set", {}).items()]
+    grid_axes, points = _grid_axes(sweep_spec.get("grid", {}), [parse_axis(text) for text in axes])
+    settings = [parse_axis(f"{k}={v}") for k, v in sweep_spec.get("set", {}).items()]
     settings += [parse_axis(t) for t in fixed]
     if any(len(a.values) != 1 for a in settings):
         raise ConfigError(f"--set takes one value per key: {[a.key for a in settings if len(a.values) != 1]}")
     resolved = resolve_axes(config, grid_axes + settings)
-    seeds = seeds or _values(specification.get("seeds", (0, 1, 2)))
+    seeds = seeds or _values(sweep_spec.get("seeds", (0, 1, 2)))
     try:
         seeds = tuple(int(s) for s in seeds.split(","))
     except ValueError as e:
         raise ConfigError(f"--seeds={seeds!r}: comma-separated integers") from e
     full = {a.short: a.key for a in grid_axes} | {a.key: a.key for a in grid_axes}  # a key or its last component
-    point = parse_point(baseline if baseline is not None else specification.get("baseline", ""))
+    point = parse_point(baseline if baseline is not None else sweep_spec.get("baseline", ""))
     unknown = [k for k, _ in point if k not in full]
     if unknown:
         raise ConfigError(f"the baseline names {unknown}, which are no grid axes: {[a.key for a in grid_axes]}")
     return Sweep(config, resolved[:len(grid_axes)], seeds, tuple((full[k], v) for k, v in point),
-                 tuple(stages or specification.get("stages", ())), resolved[len(grid_axes):], points)
+                 tuple(stages or sweep_spec.get("stages", ())), resolved[len(grid_axes):], points)
 
 
 def _grid_axes(grid, extra: list[Axis]) -> tuple[list[Axis], tuple]:

@@ -109,7 +109,7 @@ def build(stage_spec: StageSpec, mesh, data=None) -> StagePlan:
         raise ConfigError(f"stages.{stage_spec.name}.losses: {e}") from e
     tx, schedules = optim.make_optimizer(stage_spec.optimizer, stage_spec.schedule, steps_per_epoch=steps_per_epoch,
                                          total_steps=total_steps)
-    return StagePlan(spec=stage_spec, data=data, model=model, teacher_model=teacher_model,
+    return StagePlan(data=data, spec=stage_spec, model=model, teacher_model=teacher_model,
                      networks=step_lib.Networks(model, teacher_model), weighted_terms=weighted, tx=tx,
                      schedules=schedules, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                      batch_spec=_global_batch_spec(data, mesh), identity=resume.identity(stage_spec))

@@ -108,12 +108,12 @@ def layout(plan, teacher_vars) -> Layout | str:
 
 def key(plan, fingerprint: str, view: str, view_layout: ViewLayout, dtype: str) -> dict:
     """Everything the stored outputs of one view depend on."""
-    spec = plan.spec
-    data = {k: v for k, v in dataclasses.asdict(spec.data).items() if k not in EVAL_ONLY_DATA_FIELDS}
+    stage_spec = plan.spec
+    data = {k: v for k, v in dataclasses.asdict(stage_spec.data).items() if k not in EVAL_ONLY_DATA_FIELDS}
     data["views"] = {view: data["views"][view]}
     return json.loads(json.dumps({
-        "format": FORMAT, "teacher": {"fingerprint": fingerprint, "model": spec.teacher.model},
-        "data": data, "seed": spec.seed, "global_batch": spec.batch_size, "view": view,
+        "format": FORMAT, "teacher": {"fingerprint": fingerprint, "model": stage_spec.teacher.model},
+        "data": data, "seed": stage_spec.seed, "global_batch": stage_spec.batch_size, "view": view,
         "outputs": [[name, list(shape)] for name, shape in view_layout.shapes], "dtype": dtype,
         "num_examples": plan.data.num_examples}, default=str))
 
@@ -125,11 +125,11 @@ def _digest(record: dict) -> str:
 # ---- one view's stored arrays -----------------------------------------------------------------------------------
 def _open_array(path: str, *, create: bool, dtype=None, shape=None, chunks=None, fill=None):
     import tensorstore as ts
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": path}}
+    store = {"driver": "zarr3", "kvstore": {"driver": "file", "path": path}}
     if not create:
-        return ts.open(spec, open=True).result()
+        return ts.open(store, open=True).result()
     layout_ = ts.ChunkLayout(write_chunk_shape=chunks)
-    return ts.open(spec, create=True, dtype=dtype, shape=shape, chunk_layout=layout_,
+    return ts.open(store, create=True, dtype=dtype, shape=shape, chunk_layout=layout_,
                    fill_value=fill).result()
 
 
