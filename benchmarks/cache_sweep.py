@@ -2,7 +2,7 @@
 mini-benchmark (configs/baselines/fashion_mnist.py: resnet32x4 -> resnet8x4 at width 0.25, 600 steps) over one
 teacher, each student a full stage (compilation, evaluation and checkpoints included).
 
-    python -m benchmarks.cache_sweep [--teacher=DIR] [--width=1.0] [--workdir=W] [--methods=kd,dkd,mlld]
+    python -m benchmarks.cache_sweep [--teacher=DIR] [--width=1.0] [--steps=N] [--workdir=W] [--methods=kd,dkd,mlld]
 
 DIR: the teacher's `checkpoints` directory (a run of that config's teacher stage at the same width); without it the
 teacher stage runs for `--teacher_steps` first (untimed: wall time does not depend on how well the teacher is
@@ -23,10 +23,11 @@ from kdjax.train import loop
 CONFIG = "configs/baselines/fashion_mnist.py"
 
 
-def run_students(methods, teacher: str, workdir: str, cache: str, width: float) -> dict:
+def run_students(methods, teacher: str, workdir: str, cache: str, width: float, steps: int) -> dict:
     seconds = {}
     for method in methods:
         config = config_files.load(f"{CONFIG}:method={method},teacher_checkpoint={teacher},width={width}")
+        config.stages.student.num_steps = steps or config.stages.student.num_steps
         if cache:
             config.stages.student.teacher.cache = cache
         start = time.time()
@@ -59,6 +60,7 @@ def main():
     parser.add_argument("--teacher", default="")
     parser.add_argument("--teacher_steps", type=int, default=20)
     parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--steps", type=int, default=0, help="each student's steps (default: the config's 600)")
     parser.add_argument("--workdir", default="")
     parser.add_argument("--methods", default="kd,dkd,mlld")
     args = parser.parse_args()
@@ -70,9 +72,9 @@ def main():
         config.stages.teacher.num_steps = args.teacher_steps
         loop.run_stage(config, "teacher", os.path.join(workdir, "teacher"))
         teacher = os.path.join(workdir, "teacher", "teacher", "checkpoints")
-    plain = run_students(methods, teacher, os.path.join(workdir, "plain"), "", args.width)
+    plain = run_students(methods, teacher, os.path.join(workdir, "plain"), "", args.width, args.steps)
     cached = run_students(methods, teacher, os.path.join(workdir, "cached"), os.path.join(workdir, "cache"),
-                          args.width)
+                          args.width, args.steps)
     plot(plain, cached, os.path.join(workdir, "cache_sweep.png"))
     print(f"total: without the cache {sum(plain.values()) / 60:.1f} min, with it {sum(cached.values()) / 60:.1f} min "
           f"(figure: {os.path.join(workdir, 'cache_sweep.png')})")

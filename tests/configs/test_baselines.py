@@ -101,6 +101,13 @@ def test_bad_method_or_pair_lists_the_choices():
         cifar100.get_config("pair=resnet8x4-resnet32x4")
 
 
+def test_fashion_mnist_width_sets_both_networks():
+    """`width=1.0` (benchmarks/cache_sweep.py) runs the CIFAR networks; the teacher read from a checkpoint too."""
+    config = fashion_mnist.get_config("width=1.0,teacher_checkpoint=/t")
+    assert config.stages.student.model.width == config.stages.student.teacher.model.width == 1.0
+    assert fashion_mnist.get_config("").stages.teacher.model.width == fashion_mnist.WIDTH == 0.25
+
+
 @pytest.fixture(scope="module")
 def fmnist_teacher(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bl_teacher")
