@@ -176,3 +176,24 @@ def test_the_logit_methods_table_equals_its_stored_summary():
             assert delta == ("+" if paired.mean() >= 0 else "") + aggregate.mean_std(list(paired), None)
             assert row["paired_delta"]["values"] == pytest.approx(list(paired), abs=1e-9)
     assert len(readme) == len(stored["rows"]) == 9
+
+
+def test_the_s2sd_gamma_table_equals_its_stored_summary():
+    """configs/s2sd/README.md's gamma rows, recomputed from the stored summary.json with the sweep's formatting:
+    the base embedding's R@1, MAP@R and NMI, the branch's and the pooled feature's R@1, the paired R@1 difference."""
+    import numpy as np
+    spec = grid.load_specification("configs/s2sd/offline_study.py:ablation=gamma")
+    stored = _stored("configs/s2sd/offline_gamma_summary.json")
+    assert stored["baseline"] == {"gamma": "0.0"} and tuple(stored["seeds"]) == tuple(spec["seeds"])
+    readme = {r[0]: r[1:] for g in ("0", "1", "5", "20", "50")
+              for r in _readme_rows("configs/s2sd/README.md", g, after="### The distillation weight gamma")}
+    columns = ("eval/recall@1", "eval/map_at_r", "eval/nmi", "eval/s2sd/target_0/recall@1",
+               "eval/s2sd/pooled/recall@1")
+    base = next(r for r in stored["rows"] if r["point"] == stored["baseline"])["last"]["eval/recall@1"]
+    for row in stored["rows"]:
+        cells = readme[f"{float(row['point']['gamma']):g}"]
+        assert cells[:5] == [aggregate.mean_std(row["last"][c], 3) for c in columns]
+        paired = list(np.subtract(row["last"]["eval/recall@1"], base))
+        assert cells[5] == ("" if row["point"] == stored["baseline"]
+                            else ("+" if np.mean(paired) >= 0 else "") + aggregate.mean_std(paired, None))
+    assert len(readme) == len(stored["rows"]) == len(spec["grid"]["gamma"])
