@@ -301,9 +301,12 @@ def _local(array) -> np.ndarray:
     return np.concatenate([np.asarray(s.data) for s in shards], axis=0)
 
 
-def fill(plan, teacher_vars, mesh, entries: dict, chunks: list[int], on_event=lambda *a, **k: None) -> str:
-    """Computes and writes the given chunks of every view's entry; returns 'done' or 'preempted'. Calls
-    `on_event('teacher_pass', step=<steps written through>)` after each chunk."""
+def fill(plan, teacher_vars, mesh, entries: dict, missing: dict, on_event=lambda *a, **k: None) -> str:
+    """Computes and writes each view's missing chunks (`missing`: view -> chunk indices; a view another stage has
+    already written, such as MLLD's weak view after a KD student, costs nothing); returns 'done' or 'preempted'.
+    Calls `on_event('teacher_pass', step=<steps written through>)` after each chunk."""
+    missing = {view: set(chunks) for view, chunks in missing.items()}
+    chunks = sorted(set().union(*missing.values()))
     if not chunks:
         return "done"
     train, forward = plan.data.train, _teacher_pass_fn(plan, mesh)
@@ -311,7 +314,7 @@ def fill(plan, teacher_vars, mesh, entries: dict, chunks: list[int], on_event=la
     per = first.steps_per_chunk
     block = int(train.rows[0]) // first.rows_per_block
     sharding = parallel.batch_sharding(mesh)
-    runs, batches, expected = 0, None, None
+    runs, batches, expected, images = 0, None, None, 0
     started = time.time()
     for chunk in chunks:
         if preemption.should_stop():
@@ -320,17 +323,18 @@ def fill(plan, teacher_vars, mesh, entries: dict, chunks: list[int], on_event=la
             batches, runs = train.batches(chunk * per), runs + 1
         steps = [next(batches) for _ in range(per)]
         expected = (chunk + 1) * per
-        for view, entry in entries.items():
+        for view, entry in ((v, e) for v, e in entries.items() if chunk in missing[v]):
             # one forward per step, dispatched before any is fetched: the step's own batch shape, so that XLA picks
             # the same convolution algorithms and the cached outputs are the bits the step would compute
             outs = [forward(teacher_vars, jax.make_array_from_process_local_data(sharding, b[view])) for b in steps]
             flat = [[_local(x) for x in [logits] + jax.tree.leaves(taps)] for logits, taps in outs]
             names = [name for name, _ in entry.view_layout.shapes]
             entry.write(chunk, block, {name: np.stack([f[i] for f in flat]) for i, name in enumerate(names)})
+            images += per * plan.spec.batch_size
         on_event("teacher_pass", step=(chunk + 1) * per)
     seconds = time.time() - started
-    images = len(chunks) * per * plan.spec.batch_size * len(entries)
-    say(plan.spec.name, f"teacher pass: {len(chunks) * per} steps x {len(entries)} view(s) in {seconds:.1f} s "
+    written = ", ".join(f"{view} {len(c) * per} steps" for view, c in missing.items() if c)
+    say(plan.spec.name, f"teacher pass: {written} in {seconds:.1f} s "
                         f"({images / max(seconds, 1e-9):,.0f} images/s over all processes)")
     return "done"
 
@@ -392,20 +396,21 @@ def prepare(plan, teacher, mesh, on_event=lambda *a, **k: None) -> Prepared | No
         entries[view] = Entry.open(block.cache, record, view_layout, steps=plan.total_steps,
                                    local_batch=train.local_batch_size, global_batch=plan.spec.batch_size)
     first = next(iter(entries.values()))
-    missing = sorted(set().union(*(e.missing_chunks(plan.total_steps, train.rows) for e in entries.values())))
+    missing_by_view = {v: e.missing_chunks(plan.total_steps, train.rows) for v, e in entries.items()}
+    missing = sorted(set().union(*missing_by_view.values()))
     folders = [e.directory for e in entries.values()]
     if missing and first.rows_per_block != train.local_batch_size:
         raise CacheError(f"teacher cache {first.directory} was written by {plan.spec.batch_size // first.rows_per_block}"
                          " process(es) and misses steps this stage needs; fill it with that process count (reading "
                          "works with any)")
     if missing:
-        needed = _size(entries.values(), len(missing)) * jax.process_count()
+        needed = sum(_size([entries[v]], len(c)) for v, c in missing_by_view.items()) * jax.process_count()
         check_room(block.cache, needed, block.cache_dtype)
         say(plan.spec.name, f"teacher cache: writing {len(missing) * first.steps_per_chunk} steps x "
                             f"{plan.spec.batch_size} rows, {needed / 1e6:,.1f} MB ({block.cache_dtype}), to {folders}")
     else:
         say(plan.spec.name, f"teacher cache: reading {folders} (all {plan.total_steps} steps present)")
-    status = fill(plan, teacher.variables, mesh, entries, missing, on_event)
+    status = fill(plan, teacher.variables, mesh, entries, missing_by_view, on_event)
     _sync("teacher cache filled")
     record = {"folders": folders, "dtype": block.cache_dtype, "chunks_written": len(missing),
               "steps_per_chunk": first.steps_per_chunk}

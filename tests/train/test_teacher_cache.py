@@ -4,6 +4,7 @@ recomputed, stages whose terms need the teacher itself run it, and bfloat16 stor
 import glob
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -216,3 +217,24 @@ def test_a_longer_stage_grows_the_cache(teacher_dir, tmp_path, one_step_chunks):
     longer.stages.student.num_steps = STEPS + 2
     loop.run_stage(longer, "student", str(tmp_path / "b"))
     assert _cache_record(str(tmp_path / "b"))["chunks_written"] == 2
+
+
+def test_a_second_view_is_added_without_recomputing_the_first(teacher_dir, tmp_path, capsys):
+    """A KD student writes the weak view; an MLLD student on the same teacher and stream reads it and computes only
+    its strong view (the weak view's blocks and checks untouched)."""
+    cache = str(tmp_path / "cache")
+    loop.run_stage(_config(teacher_dir, cache), "student", str(tmp_path / "kd"))
+    (weak,) = glob.glob(os.path.join(cache, "*"))
+    checks = teacher_cache._open_array(os.path.join(weak, "checks"), create=False).read().result()
+    capsys.readouterr()
+    mlld = _config(teacher_dir, cache)
+    mlld.data.views = dict(mlld.data.views, image_strong=mlld.data.views["image"] + "|randaugment")
+    mlld.stages.student.losses = {"ce": dict(weight=1.0), "mlld": dict(weight=1.0)}
+    loop.run_stage(mlld, "student", str(tmp_path / "mlld"))
+    out = capsys.readouterr().out
+    passes = [line for line in out.splitlines() if "teacher pass:" in line]
+    assert len(passes) == 1 and re.search(r"teacher pass: image_strong \d+ steps in", passes[0]), passes
+    assert sorted(os.path.basename(f).split("-")[1] for f in glob.glob(os.path.join(cache, "*"))) == [
+        "image", "image_strong"]
+    np.testing.assert_array_equal(
+        teacher_cache._open_array(os.path.join(weak, "checks"), create=False).read().result(), checks)
