@@ -114,7 +114,7 @@ def affine_bicubic(image, matrix, fill=0.0):
     def row_value(r):
         return _pil_cubic(*[tf.gather_nd(pixels, tf.stack([r, c], -1)) for c in cols], dx)
     value = _pil_cubic(*[row_value(r) for r in rows], dy)
-    value = tf.where(value <= 0.0, 0.0, tf.where(value >= 255.0, 255.0, tf.floor(value)))
+    value = tf.clip_by_value(tf.floor(value), 0.0, 255.0)  # = Pillow's clip to [0, 255], then truncation
     out = tf.where(inside[..., None], value, tf.cast(fill, tf.float64) * tf.ones_like(value))
     return tf.cast(out, image.dtype)
 

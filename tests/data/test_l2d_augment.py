@@ -116,6 +116,10 @@ def test_bicubic_affine_equals_pillow_on_rotations_too():
         as_received = tuple(float(x) for x in np.float32(matrix))  # the op's float32 matrix
         ref = img.transform(img.size, PIL.Image.AFFINE, as_received, PIL.Image.BICUBIC, fillcolor=(128, 128, 128))
         np.testing.assert_array_equal(np.asarray(ours).astype(int), np.asarray(ref).astype(int))
+        # as the tf.data pipeline runs it: traced into a graph (dtype conversions differ from eager mode)
+        traced = tf.function(lambda x, m: randaugment.affine(x, m, 128.0, "bicubic"))(
+            tf.cast(image, tf.float32), tf.constant(matrix, tf.float32))
+        np.testing.assert_array_equal(traced, ours)
     with pytest.raises(ValueError, match="resample='lanczos'; valid: 'nearest', 'bicubic'"):
         randaugment.affine(tf.cast(image, tf.float32), tf.constant(matrix, tf.float32), 0.0, "lanczos")
 
