@@ -23,7 +23,8 @@ import argparse
 import dataclasses
 import os
 
-os.environ.setdefault("KDJAX_CPU_SPEEDUPS", "0")  # platform-neutral HLO: XLA's convolutions, not the CPU GEMM forms
+if __name__ == "__main__":  # platform-neutral HLO: XLA's convolutions, not the CPU GEMM forms (not when imported)
+    os.environ.setdefault("KDJAX_CPU_SPEEDUPS", "0")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -126,7 +127,7 @@ def stage_row(stage_spec, mesh) -> dict:
     if isinstance(layout, str):
         row["why_not"] = layout
         return row
-    cached = teacher_cache._with_cache(plan, layout, mesh)
+    cached = teacher_cache.with_cache(plan, layout, mesh)
     row["cached"] = step_flops(cached, teacher_vars)
     row["teacher"] = 1.0 - row["cached"] / row["flops"]
     row["pass_flops"] = row["flops"] - row["cached"]

@@ -123,7 +123,7 @@ def _digest(record: dict) -> str:
 
 
 # ---- one view's stored arrays -----------------------------------------------------------------------------------
-def _open_array(path: str, *, create: bool, dtype=None, shape=None, chunks=None, fill=None):
+def open_array(path: str, *, create: bool, dtype=None, shape=None, chunks=None, fill=None):
     import tensorstore as ts
     store = {"driver": "zarr3", "kvstore": {"driver": "file", "path": path}}
     if not create:
@@ -148,9 +148,9 @@ class Entry:
                  rows_per_block: int):
         self.directory, self.view_layout, self.dtype = directory, view_layout, dtype
         self.steps_per_chunk, self.rows_per_block = steps_per_chunk, rows_per_block
-        self.arrays = {name: _open_array(os.path.join(directory, name), create=False)
+        self.arrays = {name: open_array(os.path.join(directory, name), create=False)
                        for name, _ in view_layout.shapes}
-        self.checks = _open_array(os.path.join(directory, "checks"), create=False)
+        self.checks = open_array(os.path.join(directory, "checks"), create=False)
 
     @classmethod
     def open(cls, root: str, record: dict, view_layout: ViewLayout, *, steps: int, local_batch: int,
@@ -246,22 +246,22 @@ def _create_or_grow(directory, record, view_layout, steps, steps_per_chunk, loca
         os.makedirs(directory, exist_ok=True)
         dtype = ts.bfloat16 if record["dtype"] == "bfloat16" else ts.float32
         for name, shape in view_layout.shapes:
-            _open_array(os.path.join(directory, name), create=True, dtype=dtype,
+            open_array(os.path.join(directory, name), create=True, dtype=dtype,
                         shape=[chunks * steps_per_chunk, global_batch, *shape],
                         chunks=[steps_per_chunk, local_batch, *shape])
-        _open_array(os.path.join(directory, "checks"), create=True, dtype=ts.int64,
+        open_array(os.path.join(directory, "checks"), create=True, dtype=ts.int64,
                     shape=[chunks, global_batch // local_batch], chunks=[1, 1], fill=-1)
         _write_json(os.path.join(directory, "layout.json"),
                     {"steps_per_chunk": steps_per_chunk, "rows_per_block": local_batch})
         _write_json(os.path.join(directory, "key.json"), record)  # last: the folder is complete
         return
     meta = _read_json(os.path.join(directory, "layout.json"))
-    checks = _open_array(os.path.join(directory, "checks"), create=False)
+    checks = open_array(os.path.join(directory, "checks"), create=False)
     if checks.shape[0] < chunks:
         per = meta["steps_per_chunk"]
         chunks = -(-steps // per)
         for name, shape in view_layout.shapes:
-            array = _open_array(os.path.join(directory, name), create=False)
+            array = open_array(os.path.join(directory, name), create=False)
             array.resize(exclusive_max=[chunks * per, global_batch, *shape], expand_only=True).result()
         checks.resize(exclusive_max=[chunks, checks.shape[1]], expand_only=True).result()
 
@@ -365,7 +365,7 @@ def _cached_batches(train, entries: dict) -> callable:
     return batches
 
 
-def _with_cache(plan, cache_layout: Layout, mesh):
+def with_cache(plan, cache_layout: Layout, mesh):
     sharding = parallel.batch_sharding(mesh)
     spec = dict(plan.batch_spec)
     for view_layout in cache_layout.views.values():
@@ -414,4 +414,4 @@ def prepare(plan, teacher, mesh, on_event=lambda *a, **k: None) -> Prepared | No
     _sync("teacher cache filled")
     record = {"folders": folders, "dtype": block.cache_dtype, "chunks_written": len(missing),
               "steps_per_chunk": first.steps_per_chunk}
-    return Prepared(_with_cache(plan, cache_layout, mesh), _cached_batches(train, entries), record, status)
+    return Prepared(with_cache(plan, cache_layout, mesh), _cached_batches(train, entries), record, status)

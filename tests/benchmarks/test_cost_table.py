@@ -1,9 +1,5 @@
 """benchmarks/cost_table.py's pieces on the quickstart: the view sizes it infers, the steps its shapes-only data
 give, and a stage row whose teacher share equals the teacher's own forward cost, counted independently."""
-import os
-
-os.environ.setdefault("KDJAX_CPU_SPEEDUPS", "0")
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

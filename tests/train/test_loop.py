@@ -14,17 +14,17 @@ from kdjax.train.state import model_variables
 from tests import helpers
 
 
-def _final_state(workdir, stage, which="checkpoints"):
+def final_state(workdir, stage, which="checkpoints"):
     return ckpt_lib.restore_raw(os.path.join(workdir, stage, which))
 
 
-def _losses(workdir, stage):
+def logged_losses(workdir, stage):
     with open(os.path.join(workdir, stage, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     return {r["step"]: r["loss/total"] for r in records if "loss/total" in r}
 
 
-def _assert_same_params(a, b, **tol):
+def assert_same_params(a, b, **tol):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **tol) if tol else np.testing.assert_array_equal(x, y),
                  a["params"], b["params"])
     jax.tree.map(np.testing.assert_array_equal if not tol else lambda x, y: np.testing.assert_allclose(x, y, **tol),
@@ -42,10 +42,10 @@ def test_eight_devices_match_one_device(tmp_path):
     proc = helpers.run_python(code, devices=1)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for stage in ("teacher", "student"):
-        eight, _, _ = _final_state(str(tmp_path / "eight"), stage)
-        one, _, _ = _final_state(str(tmp_path / "one"), stage)
-        _assert_same_params(eight, one, rtol=1e-5, atol=1e-5)
-        l8, l1 = _losses(str(tmp_path / "eight"), stage), _losses(str(tmp_path / "one"), stage)
+        eight, _, _ = final_state(str(tmp_path / "eight"), stage)
+        one, _, _ = final_state(str(tmp_path / "one"), stage)
+        assert_same_params(eight, one, rtol=1e-5, atol=1e-5)
+        l8, l1 = logged_losses(str(tmp_path / "eight"), stage), logged_losses(str(tmp_path / "one"), stage)
         assert sorted(l8) == [1, 2, 3]
         np.testing.assert_allclose([l8[s] for s in sorted(l8)], [l1[s] for s in sorted(l1)], rtol=1e-5)
 
@@ -84,12 +84,12 @@ def test_sigterm_anywhere_then_resume_equals_uninterrupted_run(straight_run, tmp
     second = loop.run(_resumable_config(), workdir)
     assert [r["status"] for r in second] == ["done", "done"]
     for s in ("teacher", "student"):
-        _assert_same_params(_final_state(reference, s)[0], _final_state(workdir, s)[0])
+        assert_same_params(final_state(reference, s)[0], final_state(workdir, s)[0])
         ref = json.load(open(os.path.join(reference, s, "results.json")))
         got = json.load(open(os.path.join(workdir, s, "results.json")))
         assert got["best"] == ref["best"] and got["final"] == ref["final"]
         # the JSONL log was appended, not restarted: one record per step
-        assert sorted(_losses(workdir, s)) == list(range(1, 8))
+        assert sorted(logged_losses(workdir, s)) == list(range(1, 8))
 
 
 def test_crash_between_checkpoints_resumes_from_the_last_save_with_the_best_metric(straight_run, tmp_path):
@@ -102,10 +102,10 @@ def test_crash_between_checkpoints_resumes_from_the_last_save_with_the_best_metr
             raise KeyboardInterrupt("simulated crash")
     with pytest.raises(KeyboardInterrupt):
         loop.run_stage(_resumable_config(), "teacher", str(tmp_path), on_event=crash)
-    _, meta, step = _final_state(str(tmp_path), "teacher")
+    _, meta, step = final_state(str(tmp_path), "teacher")
     assert step == 4 and meta["best"]["eval/accuracy"]["step"] == 3
     loop.run_stage(_resumable_config(), "teacher", str(tmp_path))
-    _assert_same_params(_final_state(reference, "teacher")[0], _final_state(str(tmp_path), "teacher")[0])
+    assert_same_params(final_state(reference, "teacher")[0], final_state(str(tmp_path), "teacher")[0])
     ref = json.load(open(os.path.join(reference, "teacher", "results.json")))
     got = json.load(open(os.path.join(str(tmp_path), "teacher", "results.json")))
     assert got["best"] == ref["best"]
@@ -115,7 +115,7 @@ def test_best_checkpoint_holds_the_state_at_the_best_evaluation(straight_run):
     reference, results = straight_run
     teacher = results[0]
     best_step = teacher["best"]["eval/accuracy"]["step"]
-    tree, meta, step = _final_state(reference, "teacher", "checkpoints_best")
+    tree, meta, step = final_state(reference, "teacher", "checkpoints_best")
     assert step == best_step and meta["best"]["eval/accuracy"]["value"] == teacher["best_accuracy"]
     assert teacher["final_accuracy"] == teacher["final"]["eval/accuracy"]
     assert teacher["code"]["commit"] and "dirty" in teacher["code"]
@@ -144,7 +144,7 @@ def test_non_finite_loss_or_gradient_stops_without_saving(term, message, tmp_pat
     config.stages.teacher.losses[term] = {"weight": 1.0}
     with pytest.raises(train_loop.NonFiniteError, match=message):
         loop.run_stage(config, "teacher", str(tmp_path))
-    tree, _, step = _final_state(str(tmp_path), "teacher")
+    tree, _, step = final_state(str(tmp_path), "teacher")
     assert step == 2
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree["params"]))
 
@@ -155,9 +155,9 @@ def test_student_stage_records_teacher_and_never_checkpoints_it(straight_run):
         record = json.load(f)
     assert record["checkpoint"] == os.path.join(workdir, "teacher", "checkpoints") and record["step"] == 7
     assert abs(record["eval"]["eval/accuracy"] - results[0]["final_accuracy"]) < 1e-6
-    assert record["fingerprint"] == ckpt_lib.fingerprint(model_variables(_final_state(workdir, "teacher")[0]))
-    student, _, _ = _final_state(workdir, "student")
-    teacher, _, _ = _final_state(workdir, "teacher")
+    assert record["fingerprint"] == ckpt_lib.fingerprint(model_variables(final_state(workdir, "teacher")[0]))
+    student, _, _ = final_state(workdir, "student")
+    teacher, _, _ = final_state(workdir, "teacher")
     # the student checkpoint holds only the student: its conv widths are the student's (width 0.0625 vs 0.125)
     s_shapes = [x.shape for x in jax.tree.leaves(student["params"]["model"])]
     t_shapes = [x.shape for x in jax.tree.leaves(teacher["params"]["model"])]
@@ -212,7 +212,7 @@ def test_resume_refuses_a_changed_teacher_and_allow_extend_continues(straight_ru
     assert result["status"] == "done" and result["step"] == 9
     assert any("run/extended_to_steps" in line for line in open(os.path.join(run_dir, "student", "metrics.jsonl")))
     # a teacher whose weights changed since the student's checkpoint (retrained in place): the student refuses
-    tree, meta, step = _final_state(run_dir, "teacher")
+    tree, meta, step = final_state(run_dir, "teacher")
     checkpointer = ckpt_lib.Checkpointer(os.path.join(run_dir, "teacher", "checkpoints"))
     checkpointer.save(step + 1, jax.tree.map(lambda x: x * 1.01 if np.issubdtype(np.asarray(x).dtype, np.floating)
                                              else x, tree), meta)
@@ -237,5 +237,5 @@ def test_a_crash_between_the_best_and_the_last_checkpoint_of_a_step_resumes(tmp_
     assert ckpt_lib.restore_raw(str(crashed / "teacher" / "checkpoints_best"))[2] == 2
     resumed = loop.run(config, str(crashed))[0]
     assert resumed["final"] == reference["final"] and resumed["step"] == 2
-    _assert_same_params(_final_state(str(tmp_path / "straight"), "teacher")[0],
-                        _final_state(str(crashed), "teacher", "checkpoints_best")[0])
+    assert_same_params(final_state(str(tmp_path / "straight"), "teacher")[0],
+                        final_state(str(crashed), "teacher", "checkpoints_best")[0])

@@ -52,7 +52,7 @@ def test_two_processes_train_on_disjoint_shards_with_identical_replicas(tmp_path
     from kdjax.train import loop, teacher_cache
     (folder,) = glob.glob(str(tmp_path / "run" / "cache" / "*"))
     assert json.load(open(os.path.join(folder, "layout.json")))["rows_per_block"] == 8
-    checks = teacher_cache._open_array(os.path.join(folder, "checks"), create=False).read().result()
+    checks = teacher_cache.open_array(os.path.join(folder, "checks"), create=False).read().result()
     assert checks.shape[1] == 2 and (checks >= 0).all()
     config = helpers.tiny_config(steps=3)
     config.stage_order = ("student",)
