@@ -197,3 +197,20 @@ def test_the_s2sd_gamma_table_equals_its_stored_summary():
         assert cells[5] == ("" if row["point"] == stored["baseline"]
                             else ("+" if np.mean(paired) >= 0 else "") + aggregate.mean_std(paired, None))
     assert len(readme) == len(stored["rows"]) == len(spec["grid"]["gamma"])
+
+
+def test_the_s2sd_margin_row_at_gamma_1_equals_its_stored_summary():
+    """The margin row below the gamma table: the stored sweep's metrics, and its R@1 minus margin alone's (the
+    first S2SD table's stored cells) on the same seed."""
+    import numpy as np
+    stored = _stored("configs/s2sd/offline_gamma_margin_summary.json")
+    (row,) = stored["rows"]
+    assert row["point"] == {"gamma": "1.0"} and row["seeds"] == [0, 1, 2]
+    alone = _stored("configs/s2sd/offline_summary.json")
+    base = [alone[f"margin/base/{s}"]["eval/recall@1"] for s in row["seeds"]]
+    (cells,) = _readme_rows("configs/s2sd/README.md", "DSD, gamma 1", after="Margin at the best gamma")
+    columns = ("eval/recall@1", "eval/map_at_r", "eval/nmi", "eval/s2sd/target_0/recall@1",
+               "eval/s2sd/pooled/recall@1")
+    assert cells[1:6] == [aggregate.mean_std(row["last"][c], 3) for c in columns]
+    paired = np.subtract(row["last"]["eval/recall@1"], base)
+    assert cells[6] == ("+" if paired.mean() >= 0 else "") + aggregate.mean_std(list(paired), None)
