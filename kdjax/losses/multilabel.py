@@ -71,6 +71,14 @@ def mld(student_logits: jax.Array, teacher_logits: jax.Array, *, eps: float = 1e
     return reduce(jnp.sum(kl, axis=-1), reduction, "mld")
 
 
+def _check_same_rows(student, teacher, leading: int, what: str) -> None:
+    """Relational terms compare the networks' rows, not their features: the leading axes must agree, the widths
+    need not (a 768-wide student under a 128-wide teacher)."""
+    if student.ndim != leading + 1 or teacher.ndim != leading + 1 or student.shape[:leading] != teacher.shape[:leading]:
+        raise ValueError(f"{what}: student shape {student.shape} and teacher shape {teacher.shape} must share their "
+                         f"first {leading} axes (rows) and have one feature axis")
+
+
 def huber_distance(student_rows: jax.Array, teacher_rows: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """L2D's relational "Huber distance" between two sets of n row vectors (reference: penghui-yang/L2D
     criterion/distiller_zoo/le_based/huber_dist.py; RKD's distance term, Park et al. 2019):
@@ -79,9 +87,10 @@ def huber_distance(student_rows: jax.Array, teacher_rows: jax.Array, mask: jax.A
     divided by the number of rows n).
 
     `mask` [n] (0/1) selects rows (static shapes for the class- and instance-aware terms of LED): only pairs of
-    selected rows count and n = the number selected; fewer than 2 selected rows give 0.
+    selected rows count and n = the number selected; fewer than 2 selected rows give 0. The two sets' widths may
+    differ (each set's distances are its own), as in the reference.
     """
-    check_same_shape(student_rows, teacher_rows, "huber_distance")
+    _check_same_rows(student_rows, teacher_rows, 1, "huber_distance")
     n_rows = student_rows.shape[0]
     m = jnp.ones(n_rows) if mask is None else mask.astype(jnp.float32)
     pair = (m[:, None] * m[None, :]) * (1.0 - jnp.eye(n_rows))
@@ -100,8 +109,8 @@ def huber_distance(student_rows: jax.Array, teacher_rows: jax.Array, mask: jax.A
 
 def led_class_aware(student_embeddings: jax.Array, teacher_embeddings: jax.Array, targets: jax.Array) -> jax.Array:
     """LED's class-aware term (L2D cd.py): for every class with at least 2 positive images in the batch, the Huber
-    distance between those images' label-wise embeddings of that class; SUM over classes. Embeddings [B, C, E]."""
-    check_same_shape(student_embeddings, teacher_embeddings, "led_class_aware")
+    distance between those images' label-wise embeddings of that class; SUM over classes. Embeddings [B, C, E_s] and [B, C, E_t]."""
+    _check_same_rows(student_embeddings, teacher_embeddings, 2, "led_class_aware")
     per_class = jax.vmap(huber_distance, in_axes=(1, 1, 1))(student_embeddings, teacher_embeddings, targets)
     return jnp.sum(per_class)
 
@@ -109,8 +118,8 @@ def led_class_aware(student_embeddings: jax.Array, teacher_embeddings: jax.Array
 def led_instance_aware(student_embeddings: jax.Array, teacher_embeddings: jax.Array,
                        targets: jax.Array) -> jax.Array:
     """LED's instance-aware term (L2D id.py): for every image with at least 2 positive labels, the Huber distance
-    between its positive labels' embeddings; SUM over images. Embeddings [B, C, E]."""
-    check_same_shape(student_embeddings, teacher_embeddings, "led_instance_aware")
+    between its positive labels' embeddings; SUM over images. Embeddings [B, C, E_s] and [B, C, E_t]."""
+    _check_same_rows(student_embeddings, teacher_embeddings, 2, "led_instance_aware")
     return jnp.sum(jax.vmap(huber_distance)(student_embeddings, teacher_embeddings, targets))
 
 

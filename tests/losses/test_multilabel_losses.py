@@ -181,6 +181,23 @@ def test_huber_distance_and_led_match_l2ds_row_selection(ml_batch):
     assert one_row == 0.0  # a class or image with a single positive contributes nothing
 
 
+def test_led_compares_embeddings_of_different_widths(ml_batch):
+    """Each network's distances are its own (L2D's pdist per set), so a 768-wide student under a 128-wide teacher
+    is valid; the rows (images, labels) must agree."""
+    _, _, y = ml_batch
+    rng = np.random.default_rng(6)
+    es, et = rng.normal(size=(8, 6, 5)), rng.normal(size=(8, 6, 9))
+    with jax.enable_x64():
+        cd = float(losses.led_class_aware(jnp.asarray(es), jnp.asarray(et), jnp.asarray(y)))
+        idd = float(losses.led_instance_aware(jnp.asarray(es), jnp.asarray(et), jnp.asarray(y)))
+    assert cd == pytest.approx(np_cd(es, et, y), rel=1e-9) and idd == pytest.approx(np_id(es, et, y), rel=1e-9)
+    with pytest.raises(ValueError, match=r"led_class_aware: student shape \(8, 5, 5\) and teacher shape "
+                                         r"\(8, 6, 9\) must share their first 2 axes"):
+        losses.led_class_aware(jnp.asarray(es[:, :5]), jnp.asarray(et), jnp.asarray(y))
+    with pytest.raises(ValueError, match="huber_distance: .* first 1 axes"):
+        losses.huber_distance(jnp.asarray(es[:7, 0]), jnp.asarray(et[:, 0]))
+
+
 def test_partial_softmax_matches_psm_with_images_without_positives(ml_batch):
     zs, zt, y = ml_batch
     with jax.enable_x64():
