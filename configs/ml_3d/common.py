@@ -198,7 +198,7 @@ def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
         for name, options in losses.items():
             if name in TEACHER_VIEW_TERMS:
                 options["teacher_view"] = "image_weak"
-    config.data = multilabel.data_block(dataset, views=arg.views)
+    config.data = multilabel.data_block(dataset)
     config.evals = {"eval": dict(type="multilabel")}
     teacher_model = multilabel.model_block(teacher_arch, dtype=arg.dtype)
     stages = []
@@ -215,6 +215,9 @@ def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
     config.stages.student = multilabel.l2d_stage(multilabel.model_block(student_arch, head=head, dtype=arg.dtype),
                                                  num_epochs=multilabel.STUDENT_EPOCHS, losses=losses, teacher=teacher)
     multilabel.pretrained_init(config.stages.student, student_arch, arg.student_pretrained)
+    if arg.views != "single":
+        # only the student reads two views; its teacher is trained on L2D's single pipeline as in every other cell
+        config.stages.student.data = dict(views=multilabel.views_block(arg.views))
     config.stage_order = tuple(stages) + ("student",)
     published = PUBLISHED[dataset][arg.pair]
     config.info = dict(table=TABLES[(dataset, arg.pair)], pair=arg.pair, method=arg.method,

@@ -55,12 +55,14 @@ def get_config(arg=None):
         raise ValueError(f"Unknown views {arg.views!r}; valid: {', '.join(multilabel.VIEWS)}")
     if arg.ndd_pairs == "views" and arg.views != "both":
         raise ValueError("ndd_pairs='views' pairs each image's weak and strong views: set views=both")
+    student = config.stages.student
     if arg.views != "single":
-        config.data.views = {"image": STRONG, "image_weak": WEAK}
+        # the student's stage alone reads two views: the teacher (trained here or shared by a sweep) stays the
+        # single-view one every other variant distils from
+        student.data = dict(views={"image": STRONG, "image_weak": WEAK})
         for name, options in losses.items():
             if name in ml_3d.TEACHER_VIEW_TERMS:
                 options["teacher_view"] = "image_weak"
-    student = config.stages.student
     student.losses = losses
     student.model.head = head
     if head == "ml_decoder":

@@ -90,7 +90,7 @@ PUBLISHED_STUDENTS = {
 TEACHER_EPOCHS, TEACHER_CYCLE_EPOCHS, STUDENT_EPOCHS = 30, 80, 80
 
 
-def data_block(dataset: str, *, nus_wide_root: str = "", image_size: int = IMAGE_SIZE, views: str = "single"):
+def data_block(dataset: str, *, nus_wide_root: str = "", image_size: int = IMAGE_SIZE):
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     entry = dict(DATASETS[dataset])
@@ -98,7 +98,7 @@ def data_block(dataset: str, *, nus_wide_root: str = "", image_size: int = IMAGE
         if not nus_wide_root:
             raise ValueError("dataset=nus_wide needs :nus_wide_root=<directory of the official NUS-WIDE files>")
         entry["name"] = entry["name"].format(root=nus_wide_root)
-    block = common.data_block(entry["name"], views=views_block(views, image_size),
+    block = common.data_block(entry["name"], views=views_block("single", image_size),
                               eval=EVAL_VIEW.format(s=image_size), train_split=entry["train_split"],
                               eval_split=entry["eval_split"], normalization="none")
     block.expect = entry["expect"]
@@ -160,10 +160,14 @@ def shrink(config, image_size: int = 64) -> None:
     """:runlocal on mock data: 64 px, 64 train images, 2 steps per stage."""
     common.runlocal(config)
     config.data.train_split = config.data.train_split.split("+")[0].split("[")[0] + "[:64]"
-    config.data.views = {k: v.replace(f"resize({IMAGE_SIZE}, {IMAGE_SIZE})", f"resize({image_size}, {image_size})")
-                         for k, v in config.data.views.items()}
+    def resized(views):
+        return {k: v.replace(f"resize({IMAGE_SIZE}, {IMAGE_SIZE})", f"resize({image_size}, {image_size})")
+                for k, v in views.items()}
+    config.data.views = resized(config.data.views)
     config.data.eval_view = EVAL_VIEW.format(s=image_size)
     for stage in config.stages.values():
+        if "views" in stage.get("data", {}):
+            stage.data.views = resized(stage.data.views)
         if "img_size" in stage.model:
             stage.model.img_size = image_size
         stage.init_from, stage.init_allow_random = "", ()

@@ -109,7 +109,8 @@ def huber_distance(student_rows: jax.Array, teacher_rows: jax.Array, mask: jax.A
 
 def led_class_aware(student_embeddings: jax.Array, teacher_embeddings: jax.Array, targets: jax.Array) -> jax.Array:
     """LED's class-aware term (L2D cd.py): for every class with at least 2 positive images in the batch, the Huber
-    distance between those images' label-wise embeddings of that class; SUM over classes. Embeddings [B, C, E_s] and [B, C, E_t]."""
+    distance between those images' label-wise embeddings of that class; SUM over classes. Embeddings [B, C, E_s]
+    and [B, C, E_t]."""
     _check_same_rows(student_embeddings, teacher_embeddings, 2, "led_class_aware")
     per_class = jax.vmap(huber_distance, in_axes=(1, 1, 1))(student_embeddings, teacher_embeddings, targets)
     return jnp.sum(per_class)

@@ -88,3 +88,20 @@ def test_the_reconstructions_open_choices_are_options_with_named_values():
     assert wide.stages.student.model.head_width == 768 and wide.stages.teacher.model.head_width == 128
     with pytest.raises(ValueError, match="ndd: form='upper'; valid: \\['exact', 'bound'\\]"):
         terms.build_terms({"ndd": dict(weight=1.0, form="upper")})
+
+
+@pytest.mark.parametrize("make", [lambda views: fashion_mnist_mosaic.get_config(f"method=3d,views={views}"),
+                                  lambda views: coco.get_config(f"method=3d,views={views},teacher_pretrained=none,"
+                                                                "student_pretrained=none")])
+def test_two_view_students_distil_the_single_view_teacher(make):
+    """With views=both / weak_strong only the student reads two views: the teacher stage (its identity, so the
+    teacher a sweep shares between variants) is the single-view one, and the student's batch has both views."""
+    from kdjax.sweep import cells
+    from kdjax.train import recipe
+    single = make("single")
+    for views in ("weak_strong", "both"):
+        config = make(views)
+        assert cells.shared_stages(config) == cells.shared_stages(single)
+        student = recipe.resolve_stage(config, "student").data.views
+        assert set(student) == {"image", "image_weak"} and student != recipe.resolve_stage(single, "student").data.views
+        assert recipe.resolve_stage(config, "teacher").data == recipe.resolve_stage(single, "teacher").data

@@ -49,7 +49,7 @@ def test_evaluators_report_the_metrics_of_the_models_outputs():
 def test_l2d_views_of_the_supplement():
     from configs.multilabel import common as multilabel
     assert multilabel.views_block("single") == {"image": "resize(224, 224)|flip|cutout_pil|l2d_randaugment"}
-    two = multilabel.data_block("voc", views="weak_strong", image_size=96).views.to_dict()
+    two = multilabel.views_block("weak_strong", image_size=96)
     assert two == {"image": "resize(96, 96)|cutout_pil|l2d_randaugment", "image_weak": "resize(96, 96)|flip"}
     with pytest.raises(ValueError, match="Unknown views 'weak'; valid: single, weak_strong, both"):
         multilabel.views_block("weak")
