@@ -1,5 +1,7 @@
 """experiments/led_scale.py: the relative spread by hand, the frozen-query LED's dependence on the width, and the
 network measurement on the offline L2D config at runlocal size against a saved teacher."""
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from kdjax import config_files, parallel
 from kdjax.losses import multilabel as ml_losses
 from kdjax.train import checkpoint as ckpt_lib
 from kdjax.train import recipe, stage
+from tests import helpers
 
 
 def test_relative_spread_by_hand():
@@ -49,3 +52,17 @@ def test_network_terms_at_runlocal_size(tmp_path):
         assert terms["bce"] > 0 and terms["led_class"] >= 0 and terms["led_instance"] >= 0
         assert 1 <= terms["positives"] <= 10
     assert wide["query_spread"] < narrow["query_spread"]
+
+
+def test_the_readmes_frozen_query_rows_are_this_scripts():
+    """configs/ml_3d/README.md's queries-alone table, recomputed (its defaults: batch 64, 3 positives, seeds 0-2)."""
+    text = open(os.path.join(helpers.REPO, "configs/ml_3d/README.md")).read()
+    text = text[text.index("| queries alone: student / teacher width |"):]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()[2:5]]
+    assert [r[0] for r in rows] == ["128 / 128", "768 / 768", "768 / 128"]
+    for widths, *cells in rows:
+        student, teacher = (int(w) for w in widths.split(" / "))
+        for labels, cell in zip((10, 80), cells):
+            values = [led_scale.frozen_query_led(student, labels, batch=64, positives=3, seed=s, teacher_width=teacher)
+                      for s in (0, 1, 2)]
+            assert cell == f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}", (widths, labels)
