@@ -214,3 +214,22 @@ def test_the_s2sd_margin_row_at_gamma_1_equals_its_stored_summary():
     assert cells[1:6] == [aggregate.mean_std(row["last"][c], 3) for c in columns]
     paired = np.subtract(row["last"]["eval/recall@1"], base)
     assert cells[6] == ("+" if paired.mean() >= 0 else "") + aggregate.mean_std(list(paired), None)
+
+
+def test_the_jacobian_first_maximum_rows_equal_their_stored_summary():
+    """configs/jacobian_matching/README.md's Table 1 rerun with the first-maximum max-pool: each row's accuracy
+    (mean ± std over seeds) and its seed-paired difference to CE, from the stored summary.json."""
+    import numpy as np
+    stored = _stored("configs/jacobian_matching/offline_table1_first_max_summary.json")
+    assert stored["baseline"] == {"method": "ce"} and stored["seeds"] == [0, 1, 2]
+    cells = {(r["point"]["method"], r["point"]["per_class"]): r["last"]["eval/accuracy"] for r in stored["rows"]}
+    after = "### Table 1's Jacobian rows with the first-maximum max-pool"
+    labels = {"CE": "ce", "CE + match Jac.": "ce_jac", "CE + act. + Jac.": "ce_act_jac", "act. + Jac.": "act_jac"}
+    for label, method in labels.items():
+        found = _readme_rows("configs/jacobian_matching/README.md", label, after=after)
+        accuracy = found[0][1:]
+        assert accuracy == [aggregate.mean_std(cells[(method, n)], 3) for n in ("1", "5", "10", "50")], label
+        if method != "ce":
+            paired = [np.subtract(cells[(method, n)], cells[("ce", n)]) for n in ("1", "5", "10", "50")]
+            assert found[1][1:] == [("+" if p.mean() >= 0 else "") + aggregate.mean_std(list(p)) for p in paired]
+    assert len(cells) == 16
