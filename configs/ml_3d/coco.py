@@ -9,7 +9,7 @@ start from converted weights (`teacher_pretrained=DIR`, `student_pretrained=DIR`
 configs/multilabel/README.md); the CIFAR-style models of Table B.1 from scratch. Options of 3D: `swap_weights`,
 `ndd_pairs=images|views|permutation`, `views=single|weak_strong|both`, and the reconstruction's open choices
 `ndd_form=exact|bound`, `ndd_reduction=pairs|global|sum|per_image`, `student_head=ml_decoder|linear`
-(configs/ml_3d/common.py); `method=focal`, the task loss alone (a control); `dtype=bfloat16` for bf16 forward passes.
+(configs/ml_3d/common.py); `method=focal`, the task loss alone (a control); `--config.compute_dtype=bfloat16` for bf16 forward passes.
 Runtime: one student is 80 epochs (1,282 steps each) on one GPU (not measured:
 no GPU was available to kdjax's authors); on 2 CPU cores only `:runlocal` (2 steps at 64 px) is practical.
 

@@ -178,7 +178,7 @@ def student_head(head: str, method: str) -> str:
 
 def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
     """A Tables B.1-B.3 cell: `arg` has pair, method, seed, runlocal, teacher_checkpoint, teacher_pretrained,
-    student_pretrained, swap_weights, ndd_pairs, ndd_form, ndd_reduction, student_head, views, dtype."""
+    student_pretrained, swap_weights, ndd_pairs, ndd_form, ndd_reduction, student_head, views."""
     if arg.pair not in PUBLISHED[dataset]:
         raise ValueError(f"Unknown pair {arg.pair!r} for {dataset}; valid pairs: {', '.join(PUBLISHED[dataset])}")
     teacher_arch, student_arch = arg.pair.split("-")
@@ -200,7 +200,7 @@ def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
                 options["teacher_view"] = "image_weak"
     config.data = multilabel.data_block(dataset)
     config.evals = {"eval": dict(type="multilabel")}
-    teacher_model = multilabel.model_block(teacher_arch, dtype=arg.dtype)
+    teacher_model = multilabel.model_block(teacher_arch)
     stages = []
     if arg.method in ("student",) + CONTROLS:
         teacher = None
@@ -212,7 +212,7 @@ def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
                                                      cycle_epochs=multilabel.TEACHER_CYCLE_EPOCHS)
         multilabel.pretrained_init(config.stages.teacher, teacher_arch, arg.teacher_pretrained)
         teacher, stages = dict(stage="teacher"), ["teacher"]
-    config.stages.student = multilabel.l2d_stage(multilabel.model_block(student_arch, head=head, dtype=arg.dtype),
+    config.stages.student = multilabel.l2d_stage(multilabel.model_block(student_arch, head=head),
                                                  num_epochs=multilabel.STUDENT_EPOCHS, losses=losses, teacher=teacher)
     multilabel.pretrained_init(config.stages.student, student_arch, arg.student_pretrained)
     if arg.views != "single":
@@ -230,5 +230,4 @@ def get_config_for(dataset: str, arg) -> "common.ml_collections.ConfigDict":
 def parse(arg, default_pair: str):
     return common.parse_arg(arg, runlocal=False, seed=0, pair=default_pair, method="3d", teacher_checkpoint="",
                             teacher_pretrained="", student_pretrained="", swap_weights=False, ndd_pairs="images",
-                            ndd_form="exact", ndd_reduction="pairs", student_head="ml_decoder", views="single",
-                            dtype="float32")
+                            ndd_form="exact", ndd_reduction="pairs", student_head="ml_decoder", views="single")

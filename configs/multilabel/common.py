@@ -105,11 +105,12 @@ def data_block(dataset: str, *, nus_wide_root: str = "", image_size: int = IMAGE
     return block
 
 
-def model_block(arch: str, *, image_size: int = IMAGE_SIZE, head: str = "ml_decoder", dtype: str = "float32") -> dict:
-    """`dtype='bfloat16'`: bf16 forward passes (L2D: fp16 autocast); outputs and losses stay float32."""
+def model_block(arch: str, *, image_size: int = IMAGE_SIZE, head: str = "ml_decoder") -> dict:
+    """No `dtype`: `config.compute_dtype` sets it (bfloat16: bf16 forward passes, L2D's fp16 autocast; outputs and
+    losses stay float32)."""
     if arch not in IMAGENET_SOURCES and arch not in CIFAR_ZOO:
         raise ValueError(f"Unknown model {arch!r}; valid: {', '.join(list(IMAGENET_SOURCES) + list(CIFAR_ZOO))}")
-    model = dict(name=arch, head=head, dtype=dtype)
+    model = dict(name=arch, head=head)
     if arch == "swin_t":
         model["img_size"] = image_size
     return model
@@ -138,7 +139,7 @@ def info(published: tuple | None) -> dict:
 def one_network_config(arg, *, stage: str, num_epochs: float, cycle_epochs: float | None, published: dict,
                        evals: dict):
     """A teacher or a student trained alone on a benchmark (configs/multilabel/teacher.py, student_baseline.py):
-    `arg` has seed, dataset, model, pretrained, nus_wide_root, dtype, runlocal."""
+    `arg` has seed, dataset, model, pretrained, nus_wide_root, runlocal."""
     config = common.base_config(seed=arg.seed, task="multilabel")
     config.batch_size = 64
     config.eval_batch_size = 128
@@ -146,7 +147,7 @@ def one_network_config(arg, *, stage: str, num_epochs: float, cycle_epochs: floa
     config.checkpoint.every_steps = 1000
     config.data = data_block(arg.dataset, nus_wide_root=arg.nus_wide_root)
     config.evals = evals
-    config.stages[stage] = l2d_stage(model_block(arg.model, dtype=arg.dtype), num_epochs=num_epochs,
+    config.stages[stage] = l2d_stage(model_block(arg.model), num_epochs=num_epochs,
                                      cycle_epochs=cycle_epochs)
     pretrained_init(config.stages[stage], arg.model, arg.pretrained)
     config.stage_order = (stage,)

@@ -15,7 +15,7 @@ schedule runs its full 80 epochs. The distillation methods of those tables train
 | B.3 ResNet101 | dataset=coco,model=resnet101,pretrained=DIR | 73.98 / 75.01 / 70.12 |
 
 ImageNet backbones start from converted torchvision / timm weights (`:pretrained=DIR`); the CIFAR-style students of
-Table B.1 start from scratch at 224 px (no public ImageNet weights). `:dtype=bfloat16`: bf16 forward passes, float32 losses. Runtime: COCO 80 epochs of 1,282 steps, VOC 80
+Table B.1 start from scratch at 224 px (no public ImageNet weights). `--config.compute_dtype=bfloat16`: bf16 forward passes, float32 losses. Runtime: COCO 80 epochs of 1,282 steps, VOC 80
 of 78 steps, on one GPU (not measured: no GPU was available to kdjax's authors); on 2 CPU cores only the `:runlocal`
 smoke test (2 steps at 64 px, about a minute).
 
@@ -28,7 +28,7 @@ from configs.multilabel import common as multilabel
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, runlocal=False, seed=0, dataset="voc", model="resnet18", pretrained="",
-                           nus_wide_root="", dtype="float32")
+                           nus_wide_root="")
     return multilabel.one_network_config(
         arg, stage="student", num_epochs=multilabel.STUDENT_EPOCHS, cycle_epochs=None,
         published=multilabel.PUBLISHED_STUDENTS,

@@ -22,7 +22,7 @@ ImageNet-pretrained without saying where these came from).
 | B.3 ResNet34 | dataset=coco,model=resnet34,pretrained=DIR | 70.19 / 72.30 / 66.50 |
 | main ResNet101 | dataset=coco,model=resnet101,pretrained=DIR | (main paper) |
 
-`:dtype=bfloat16` runs the forward passes in bf16 (L2D: fp16 autocast; losses stay float32).
+`--config.compute_dtype=bfloat16` runs the forward passes in bf16 (L2D: fp16 autocast; losses stay float32).
 Runtime on one GPU (not measured: no GPU was available to kdjax's authors): COCO 30 epochs of 1,282 steps, VOC 30 of 78; on 2 CPU cores only the
 `:runlocal` smoke test (2 steps at 64 px, about a minute) is practical.
 
@@ -35,7 +35,7 @@ from configs.multilabel import common as multilabel
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, runlocal=False, seed=0, dataset="voc", model="resnet50", pretrained="",
-                           nus_wide_root="", dtype="float32")
+                           nus_wide_root="")
     return multilabel.one_network_config(
         arg, stage="teacher", num_epochs=multilabel.TEACHER_EPOCHS, cycle_epochs=multilabel.TEACHER_CYCLE_EPOCHS,
         published=multilabel.PUBLISHED_TEACHERS,

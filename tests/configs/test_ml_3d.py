@@ -105,3 +105,20 @@ def test_two_view_students_distil_the_single_view_teacher(make):
         student = recipe.resolve_stage(config, "student").data.views
         assert set(student) == {"image", "image_weak"} and student != recipe.resolve_stage(single, "student").data.views
         assert recipe.resolve_stage(config, "teacher").data == recipe.resolve_stage(single, "teacher").data
+
+
+def test_compute_dtype_reaches_every_network_of_the_coco_and_voc_configs():
+    """`--config.compute_dtype=bfloat16` is the one bf16 switch: the L2D model blocks carry no dtype of their own that
+    would keep a network in float32 (they did, through a `:dtype=` argument now gone)."""
+    from configs.multilabel import teacher as multilabel_teacher
+    from kdjax.train import recipe
+    configs = [MODULES[d].get_config("method=3d,teacher_pretrained=none,student_pretrained=none")
+               for d in ("coco", "voc")] + [multilabel_teacher.get_config("pretrained=none")]
+    for config in configs:
+        config.compute_dtype = "bfloat16"
+        for name in config.stage_order:
+            stage = recipe.resolve_stage(config, name)
+            models_of_stage = [stage.model] + ([stage.teacher.model] if stage.teacher else [])
+            assert [m["dtype"] for m in models_of_stage] == ["bfloat16"] * len(models_of_stage), (name, stage.model)
+    with pytest.raises(ValueError, match="'dtype'"):
+        coco.get_config("dtype=bfloat16")
