@@ -14,7 +14,9 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.21,<2.22",
     "ml-collections>=1.1,<2",
     "clu>=0.0.12,<0.1",
+    "absl-py>=2,<3",  # experiments/ flags and logging
     "scikit-learn>=1.5,<2",
+    "scipy>=1.10,<2",  # imported directly (multi-label metrics, experiments.led_scale); scikit-learn needs it too
     "matplotlib>=3.8,<4",
     "numpy>=2.0,<3",
     "submitit>=1.5,<2",  # experiments.sweep on SLURM clusters
@@ -29,9 +31,9 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest-xdist runs the suite on both cores in CI; scipy (reference CDFs) and Pillow (image-folder data)
-        # already come with scikit-learn and matplotlib and are named because the tests import them.
-        "test": ["pytest>=8", "pytest-xdist>=3", "scipy>=1.10", "pillow>=10"],
+        # pytest-xdist runs the suite on both cores in CI; Pillow (image-folder data) already comes with
+        # matplotlib and is named because the tests import it.
+        "test": ["pytest>=8", "pytest-xdist>=3", "pillow>=10"],
         # tests marked `parity` (skipped without them, never in CI): PyTorch references of the converters (timm for
         # RepVGG and Swin) and the metric-learning losses and metrics
         "parity": ["torch>=2.2", "torchvision>=0.17", "timm>=1.0", "pytorch-metric-learning>=2.5"],

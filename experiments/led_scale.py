@@ -27,17 +27,15 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.spatial import distance
 
 from kdjax import config_files
 from kdjax.losses import multilabel as ml_losses
 
-CD_WEIGHT, ID_WEIGHT = 100.0, 1000.0   # L2D's published LED weights (its train script's defaults)
-
 
 def relative_spread(vectors: np.ndarray) -> float:
     """std / mean of the pairwise Euclidean distances of the rows (0: exactly equidistant)."""
-    x = np.asarray(vectors, np.float64)
-    d = np.sqrt(np.maximum(((x[:, None] - x[None]) ** 2).sum(-1), 0.0))[np.triu_indices(len(x), 1)]
+    d = distance.pdist(np.asarray(vectors, np.float64))
     return float(d.std() / d.mean())
 
 
@@ -52,14 +50,14 @@ def random_targets(key, batch: int, num_labels: int, positives: int) -> jax.Arra
 
 def frozen_query_led(width: int, num_labels: int, *, batch: int, positives: int, seed: int,
                      teacher_width: int | None = None) -> float:
-    """ID_WEIGHT x LED's instance-aware term when every image's label-wise embeddings are the frozen queries
+    """LED's instance-aware part, at L2D's weight (`losses.led`'s default), when every image's label-wise embeddings are the frozen queries
     (student [C, width] and teacher [C, teacher_width, default width] queries N(0, 1), drawn independently)."""
     k_student, k_teacher, k_targets = jax.random.split(jax.random.key(seed), 3)
     queries = [jax.random.normal(k, (num_labels, e)) for k, e in ((k_student, width),
                                                                   (k_teacher, teacher_width or width))]
     student, teacher = (jnp.broadcast_to(q, (batch,) + q.shape) for q in queries)
     targets = random_targets(k_targets, batch, num_labels, positives)
-    return float(ID_WEIGHT * ml_losses.led_instance_aware(student, teacher, targets))
+    return float(ml_losses.led(student, teacher, targets, cd_weight=0.0))
 
 
 def network_terms(config_path: str, teacher_checkpoint: str, width: int, seed: int, batches: int) -> dict:
@@ -86,8 +84,9 @@ def network_terms(config_path: str, teacher_checkpoint: str, width: int, seed: i
         _, teacher_taps = plan.teacher_model.apply(teacher_vars, batch["image"], train=False)
         s, t, y = taps["label_embeddings"], teacher_taps["label_embeddings"], batch["label"]
         totals["bce"] += float(ml_losses.focal_bce(logits, y, gamma=0.0, reduction="sum")) / batches
-        totals["led_class"] += float(CD_WEIGHT * ml_losses.led_class_aware(s, t, y)) / batches
-        totals["led_instance"] += float(ID_WEIGHT * ml_losses.led_instance_aware(s, t, y)) / batches
+        # each part alone at L2D's weight: losses.led's defaults with the other weight 0
+        totals["led_class"] += float(ml_losses.led(s, t, y, id_weight=0.0)) / batches
+        totals["led_instance"] += float(ml_losses.led(s, t, y, cd_weight=0.0)) / batches
     queries = variables["batch_stats"]["decoder"]["query_embed"]
     return dict(totals, query_spread=relative_spread(queries),
                 positives=float(np.mean(np.sum(np.asarray(first["label"]), -1))))
@@ -119,7 +118,7 @@ def main(argv=None):
             print(f"  student width {width:4d}: BCE {mean['bce']:8.2f}  LED class-aware {mean['led_class']:8.2f}  "
                   f"instance-aware {mean['led_instance']:8.2f}  query spread {mean['query_spread']:.4f}  "
                   f"(positives per image {mean['positives']:.2f}, seeds {args.seeds})")
-    print(f"frozen queries alone (instance-aware LED x {ID_WEIGHT:g}, {args.positives} positives per image, "
+    print(f"frozen queries alone (instance-aware LED at L2D's weight, {args.positives} positives per image, "
           f"batch {args.batch_size}, mean over seeds {args.seeds}):")
     teacher_widths = [None] + args.widths[:1]   # the same width as the student's, or the narrowest (the mosaic's)
     for width in args.widths:

@@ -2,6 +2,7 @@
 reaching into another module's private names, no function in kdjax/ longer than a screen."""
 import ast
 import os
+import re
 
 import pytest
 
@@ -134,3 +135,47 @@ def test_no_function_in_kdjax_is_longer_than_a_screen():
             for path, tree in _sources("kdjax") for node in ast.walk(tree)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > MAX_FUNCTION_LINES]
     assert not long, long
+
+
+def _module_level_imports(tree) -> set:
+    """Top-level names of the packages a module imports when it is imported (its module-level statements)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names - set(__import__("sys").stdlib_module_names) - set(PACKAGES)
+
+
+def _install_requires() -> set:
+    """setup.py's INSTALL_REQUIRES, as normalised distribution names."""
+    tree = ast.parse(open(os.path.join(helpers.REPO, "setup.py"), encoding="utf-8").read())
+    (requires,) = [n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "INSTALL_REQUIRES"]
+    specs = ast.literal_eval(requires)
+    return {_normalised(re.split(r"[<>=!~\[; ]", s, maxsplit=1)[0]) for s in specs}
+
+
+def _normalised(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def test_every_package_imported_at_module_level_is_an_install_requirement():
+    """A fresh `pip install -e .` can import kdjax, its experiments and configs: whatever they import on loading
+    comes from a distribution setup.py names (optional libraries are imported inside the functions that need them)."""
+    from importlib import metadata
+    distributions = metadata.packages_distributions()
+    required = _install_requires()
+    missing = []
+    for package in ("kdjax", "experiments", "configs"):
+        for path, tree in _sources(package):
+            for name in _module_level_imports(tree):
+                provided = {_normalised(d) for d in distributions.get(name, [name])}
+                # tensorflow's import name is provided by the tensorflow-cpu distribution setup.py asks for
+                if not provided & required:
+                    missing.append(f"{path}: {name} (from {sorted(provided)})")
+    assert not missing, missing
+
+
+def test_install_requires_parser_reads_names_without_versions():
+    assert {"jax", "scikit-learn", "orbax-checkpoint", "tensorflow-cpu"} <= _install_requires()
