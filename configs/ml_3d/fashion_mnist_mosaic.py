@@ -34,6 +34,7 @@ VARIANTS = {
     # the reconstruction's open choices (configs/ml_3d/README.md) and their controls
     "focal": dict(method="focal"),                               # 3D's task loss, no distillation
     "3d_linear_head": dict(method="3d", student_head="linear"),
+    "student_linear_head": dict(method="student", student_head="linear"),   # 3d_linear_head's control
     "3d_bound_sum": dict(method="3d", ndd_form="bound", ndd_reduction="sum"),
     "l2d_768": dict(method="l2d", head_width=768),               # L2D's decoder width: does LED swamp BCE?
 }

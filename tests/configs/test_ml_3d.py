@@ -84,6 +84,10 @@ def test_the_reconstructions_open_choices_are_options_with_named_values():
         voc.get_config(f"student_head=mlp,{cell}")
     with pytest.raises(ValueError, match="method=l2d distils the ML-Decoder's label-wise embeddings"):
         fashion_mnist_mosaic.get_config("method=l2d,student_head=linear")
+    control = fashion_mnist_mosaic.get_config("variant=student_linear_head")
+    assert control.stage_order == ("student",) and control.stages.student.model.head == "gap_fc"
+    assert control.stages.student.losses.to_dict() == fashion_mnist_mosaic.get_config("variant=student").stages[
+        "student"].losses.to_dict()
     wide = fashion_mnist_mosaic.get_config("variant=l2d_768")
     assert wide.stages.student.model.head_width == 768 and wide.stages.teacher.model.head_width == 128
     with pytest.raises(ValueError, match="ndd: form='upper'; valid: \\['exact', 'bound'\\]"):
