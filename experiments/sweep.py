@@ -18,6 +18,7 @@ On SLURM (`--launcher=slurm`, through submitit): one job per cell, or one job ar
 `--partition`, `--time_min`, `--gpus_per_node`, `--nodes` (a cell on several nodes runs multi-host through
 `jax.distributed`). The command waits for the jobs; run it in tmux / screen, or relaunch later with `--collect`.
 """
+import os
 import shlex
 import sys
 
@@ -75,6 +76,9 @@ def main(argv):
         from kdjax.sweep import grid
         sweep = build_sweep()
         metrics = tuple(FLAGS.metrics or grid.load_specification(FLAGS.sweep).get("metrics", ()))
+        if FLAGS.collect and not os.path.isdir(FLAGS.workdir):
+            raise errors.UserError(f"--workdir={FLAGS.workdir} does not exist: no cell of this sweep has run there, "
+                                   "nothing to collect (--status lists the cells a launch would run)")
         if FLAGS.status:
             print("\n".join(runner.status(sweep, FLAGS.workdir)))
             return

@@ -53,6 +53,15 @@ def test_a_grid_of_two_values_times_two_seeds_gives_four_cells_shared_teachers_a
     assert (workdir / "temperature.png").exists()
 
 
+def test_collect_names_a_workdir_that_does_not_exist_and_status_lists_the_cells_to_run(tmp_path):
+    nowhere = tmp_path / "nowhere"
+    proc = helpers.run_python(COMMAND + [f"--workdir={nowhere}", "--collect"])
+    assert proc.returncode == 1 and f"Error: --workdir={nowhere} does not exist" in proc.stderr
+    status = helpers.run_python(COMMAND + [f"--workdir={nowhere}", "--status"])
+    assert status.returncode == 0 and [line.split(":")[0] for line in status.stdout.splitlines()] == CELLS
+    assert all(": pending" in line for line in status.stdout.splitlines()) and not nowhere.exists()
+
+
 def test_a_relaunch_trains_nothing_again(quickstart_sweep):
     workdir, _ = quickstart_sweep
     proc = helpers.run_python(COMMAND + [f"--workdir={workdir}"])
