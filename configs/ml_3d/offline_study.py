@@ -7,8 +7,8 @@ seed-paired difference to the student alone.
 
 Runtime on 2 CPU cores: a teacher about 10 minutes, a student 6-9 minutes; 211 minutes of stage time for the
 cells in configs/ml_3d/README.md; the variants of the open choices (`3d_two_views`, `focal`, `3d_linear_head`,
-`3d_bound_sum`, `l2d_768`) add about 110 minutes a seed, the linear-head control (`student_linear_head`) 8; the
-seed-0 cells of the first five are in the README's second table.
+`3d_bound_sum`, `l2d_768`) add about 40 minutes a seed on idle cores (`l2d_768` 17 of them), the linear-head control
+(`student_linear_head`) 4; their 3-seed table is the README's second.
 """
 import ml_collections
 

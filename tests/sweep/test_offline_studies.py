@@ -236,21 +236,20 @@ def test_the_jacobian_first_maximum_rows_equal_their_stored_summary():
 
 
 def test_the_3d_open_choices_table_equals_its_stored_summary():
-    """configs/ml_3d/README.md's open-choices rows (seed 0 so far): mAP / OF1 / CF1 and mAP minus the student alone
-    of the same seed, from the stored summary.json; every variant named is a variant of the config."""
+    """configs/ml_3d/README.md's open-choices rows: mAP / OF1 / CF1 (mean ± std over the seeds) and mAP minus the
+    student alone of the same seed, from the stored summary.json; every variant named is a variant of the config."""
     import numpy as np
     from configs.ml_3d import fashion_mnist_mosaic
     stored = _stored("configs/ml_3d/offline_open_choices_summary.json")
-    assert stored["baseline"] == {"variant": "student"}
-    students = {r["point"]["variant"]: r["last"] for r in stored["rows"] if r["stage"] == "student"}
-    after = "| variant (seed 0) |"
-    base = students["student"]["eval/mAP"]
-    for variant, last in students.items():
-        assert variant in fashion_mnist_mosaic.VARIANTS
+    assert stored["baseline"] == {"variant": "student"} and stored["seeds"] == [0, 1, 2]
+    students = {r["point"]["variant"]: r for r in stored["rows"] if r["stage"] == "student"}
+    after = "| open choice / control |"
+    base = dict(zip(students["student"]["seeds"], students["student"]["last"]["eval/mAP"]))
+    for variant, row in students.items():
+        assert variant in fashion_mnist_mosaic.VARIANTS and row["seeds"] == [0, 1, 2], variant
         (cells,) = _readme_rows("configs/ml_3d/README.md", variant, after=after)
-        assert cells[1:4] == [aggregate.mean_std(last[k], len(stored["seeds"]))
-                              for k in ("eval/mAP", "eval/OF1", "eval/CF1")], variant
-        paired = np.subtract(last["eval/mAP"], base)
+        assert cells[1:4] == [aggregate.mean_std(row["last"][k], 3) for k in ("eval/mAP", "eval/OF1", "eval/CF1")]
+        paired = np.subtract(row["last"]["eval/mAP"], [base[s] for s in row["seeds"]])
         assert cells[4] == ("" if variant == "student"
                             else ("+" if paired.mean() >= 0 else "") + aggregate.mean_std(list(paired)))
-    assert len(students) == 7
+    assert len(students) == 8
