@@ -31,9 +31,9 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest-xdist runs the suite on both cores in CI; Pillow (image-folder data) already comes with
-        # matplotlib and is named because the tests import it.
-        "test": ["pytest>=8", "pytest-xdist>=3", "pillow>=10"],
+        # pytest-xdist runs the suite on both cores in CI; Pillow (image-folder data) and packaging (requirement
+        # names) already come with matplotlib and pytest and are named because the tests import them.
+        "test": ["pytest>=8", "pytest-xdist>=3", "pillow>=10", "packaging>=23"],
         # tests marked `parity` (skipped without them, never in CI): PyTorch references of the converters (timm for
         # RepVGG and Swin) and the metric-learning losses and metrics
         "parity": ["torch>=2.2", "torchvision>=0.17", "timm>=1.0", "pytorch-metric-learning>=2.5"],

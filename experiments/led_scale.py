@@ -50,8 +50,9 @@ def random_targets(key, batch: int, num_labels: int, positives: int) -> jax.Arra
 
 def frozen_query_led(width: int, num_labels: int, *, batch: int, positives: int, seed: int,
                      teacher_width: int | None = None) -> float:
-    """LED's instance-aware part, at L2D's weight (`losses.led`'s default), when every image's label-wise embeddings are the frozen queries
-    (student [C, width] and teacher [C, teacher_width, default width] queries N(0, 1), drawn independently)."""
+    """LED's instance-aware part, at L2D's weight (`losses.led`'s default), when every image's label-wise embeddings
+    are the frozen queries (student [C, width] and teacher [C, teacher_width, default width] queries N(0, 1), drawn
+    independently)."""
     k_student, k_teacher, k_targets = jax.random.split(jax.random.key(seed), 3)
     queries = [jax.random.normal(k, (num_labels, e)) for k, e in ((k_student, width),
                                                                   (k_teacher, teacher_width or width))]

@@ -2,9 +2,10 @@
 reaching into another module's private names, no function in kdjax/ longer than a screen."""
 import ast
 import os
-import re
+import sys
 
 import pytest
+from packaging import requirements, utils
 
 from tests import helpers
 
@@ -145,19 +146,14 @@ def _module_level_imports(tree) -> set:
             names.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             names.add(node.module.split(".")[0])
-    return names - set(__import__("sys").stdlib_module_names) - set(PACKAGES)
+    return names - set(sys.stdlib_module_names) - set(PACKAGES)
 
 
 def _install_requires() -> set:
     """setup.py's INSTALL_REQUIRES, as normalised distribution names."""
     tree = ast.parse(open(os.path.join(helpers.REPO, "setup.py"), encoding="utf-8").read())
     (requires,) = [n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "INSTALL_REQUIRES"]
-    specs = ast.literal_eval(requires)
-    return {_normalised(re.split(r"[<>=!~\[; ]", s, maxsplit=1)[0]) for s in specs}
-
-
-def _normalised(distribution: str) -> str:
-    return re.sub(r"[-_.]+", "-", distribution).lower()
+    return {utils.canonicalize_name(requirements.Requirement(s).name) for s in ast.literal_eval(requires)}
 
 
 def test_every_package_imported_at_module_level_is_an_install_requirement():
@@ -170,8 +166,8 @@ def test_every_package_imported_at_module_level_is_an_install_requirement():
     for package in ("kdjax", "experiments", "configs"):
         for path, tree in _sources(package):
             for name in _module_level_imports(tree):
-                provided = {_normalised(d) for d in distributions.get(name, [name])}
-                # tensorflow's import name is provided by the tensorflow-cpu distribution setup.py asks for
+                # an import name maps to the distributions that provide it: tensorflow to tensorflow-cpu
+                provided = {utils.canonicalize_name(d) for d in distributions.get(name, [name])}
                 if not provided & required:
                     missing.append(f"{path}: {name} (from {sorted(provided)})")
     assert not missing, missing
