@@ -44,6 +44,7 @@ def _implementations(stride, padding, groups):
     s, p = (stride, stride), padding
     impls = {"im2col": lambda x, w: cpu_conv.im2col_conv(x, w, s, p, groups),
              "grouped": lambda x, w: cpu_conv.grouped_conv(x, w, s, p, groups),
+             **({"dense": lambda x, w: cpu_conv.dense_conv(x, w, s, p)} if groups == 1 else {}),
              "dispatched": lambda x, w: cpu_conv.conv_general_dilated(x, w, s, p, dimension_numbers=DN,
                                                                       feature_group_count=groups)}
     return {name: jax.jit(f) for name, f in impls.items()}  # one compile per transform, not one per primitive
@@ -70,7 +71,7 @@ def test_values_gradients_and_jvps_equal_xla_convolution(x_shape, w_shape, strid
                                    err_msg=name)
 
 
-@pytest.mark.parametrize("path", ["im2col", "grouped"])
+@pytest.mark.parametrize("path", ["im2col", "grouped", "dense"])
 def test_second_order_reverse_mode_matches_xla(path):
     """Double backprop (Jacobian matching): grad_w of ||grad_x f||^2 agrees."""
     x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3), jnp.float64)
@@ -107,6 +108,32 @@ def test_models_use_it_on_cpu_and_the_switch_turns_it_off(monkeypatch):
     assert _count(jax.make_jaxpr(lambda v: vgg.apply(v, x, train=False))(variables), "conv_general_dilated") == \
         len(kernels)
     assert "name=grouped_conv" not in str(jax.make_jaxpr(lambda v: shuffle.apply(v, x, train=False))(shuffle_vars))
+
+
+def test_dense_weight_gradient_reads_a_materialized_input_and_inference_is_plain_xla():
+    """The slow pattern and its fix, in a compiled conv -> BatchNorm-like affine -> ReLU -> conv gradient: XLA:CPU
+    fuses the affine + ReLU into the transpose its weight gradient needs; through `dense_conv` the transpose reads
+    a conditional's output instead (the materialised input). A forward alone has no conditional."""
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 8), jnp.float32)
+    w1 = jax.random.normal(jax.random.key(1), (3, 3, 8, 8), jnp.float32)
+    w2 = jax.random.normal(jax.random.key(2), (3, 3, 8, 8), jnp.float32)
+    pad = ((1, 1), (1, 1))
+
+    def net(conv):
+        def f(w1, w2):
+            h = jax.nn.relu(conv(x, w1) * 1.5 + 0.25)
+            return jnp.sum(conv(h, w2) ** 2)
+        return f
+    plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=DN)
+    ours = lambda x, w: cpu_conv.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=DN)
+
+    def compiled(f):
+        return jax.jit(f).lower(w1, w2).compile().as_text()
+    assert " conditional(" not in compiled(jax.grad(net(plain), (0, 1)))
+    assert " conditional(" in compiled(jax.grad(net(ours), (0, 1)))
+    assert " conditional(" not in compiled(net(ours))
+    for a, b in zip(jax.grad(net(ours), (0, 1))(w1, w2), jax.grad(net(plain), (0, 1))(w1, w2)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 def test_depthwise_convolutions_stay_xla():
