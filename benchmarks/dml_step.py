@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from benchmarks.train_step import time_interleaved
+from benchmarks.train_step import allocator, time_interleaved
 
 
 def batch_of(batch, seed=0):
@@ -136,7 +136,8 @@ def main():
     t_jax, t_torch, t_net_jax, t_net_torch = time_interleaved([run_jax, run_torch, net_jax, net_torch], args.repeats)
     print(f"DML step ({args.model} + 64-d head, {n_jax} parameters), batch {args.batch} at 28x28x1, multi-similarity, "
           f"Adam; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), pytorch-metric-learning {pytorch_metric_learning.__version__}")
+          f"({torch.get_num_threads()} threads), pytorch-metric-learning {pytorch_metric_learning.__version__}, "
+          f"malloc {allocator()}")
     print(f"kdjax {1000 * t_jax:8.1f} ms   torch + PML {1000 * t_torch:8.1f} ms")
     print(f"network forward + backward alone: kdjax {1000 * t_net_jax:8.1f} ms   torch {1000 * t_net_torch:8.1f} ms; "
           f"the rest of the step (mining, loss, optimiser): kdjax {1000 * (t_jax - t_net_jax):6.1f} ms   "

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from benchmarks.train_step import kdjax_step, time_interleaved, torch_step
+from benchmarks.train_step import allocator, kdjax_step, time_interleaved, torch_step
 
 
 def teacher_pass_rate(teacher_name: str, batch: int, steps: int = 24) -> float:
@@ -61,8 +61,8 @@ def main():
     import jax
     import torch
     print(f"KD student step with cached teacher logits, batch {args.batch}, 32x32, float32; jax {jax.__version__} "
-          f"({jax.devices()[0].platform}), torch {torch.__version__} ({torch.get_num_threads()} threads); median of "
-          f"{args.repeats} steps, in ms")
+          f"({jax.devices()[0].platform}), torch {torch.__version__} ({torch.get_num_threads()} threads), malloc "
+          f"{allocator()}; median of {args.repeats} steps, in ms")
     print(f"{'pair':<24} {'kdjax cached':>12} {'kdjax':>8} {'torch':>8} {'torch cached':>12} "
           f"{'cached/torch':>12} {'teacher pass img/s':>18}")
     first = None

@@ -15,6 +15,21 @@ import time
 import numpy as np
 
 
+ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
+
+
+def allocator(maps_path: str = "/proc/self/maps") -> str:
+    """The malloc this process runs on: a preloaded tcmalloc / jemalloc / mimalloc (a library in the process's
+    memory map), else glibc's; 'unknown' without a readable map (not Linux). Step times depend on it: glibc maps
+    XLA's large buffers afresh for every step (benchmarks/README.md, Findings), so every figure names it."""
+    try:
+        with open(maps_path, encoding="utf-8") as f:
+            maps = f.read()
+    except OSError:
+        return "unknown"
+    return next((name for name in ALLOCATORS if f"/lib{name}" in maps), "glibc")
+
+
 def time_calls(fn, repeats, warmup=3):
     for _ in range(warmup):
         fn()
@@ -111,7 +126,8 @@ def main():
     import jax
     import torch
     print(f"KD train step, batch {args.batch}, 32x32, float32; jax {jax.__version__} ({jax.devices()[0].platform}), "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads); median of {args.repeats} steps")
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), malloc {allocator()}; median of "
+          f"{args.repeats} steps")
     ratios = []
     for pair in args.pairs.split(","):
         t_name, s_name = pair.split("-")

@@ -1,0 +1,45 @@
+"""benchmarks.train_step.allocator: the malloc named in every benchmark's header line, read from the process's
+memory map (a preloaded tcmalloc or jemalloc, else glibc's)."""
+import ctypes.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.train_step import allocator
+
+LIBC = "7f5e2a000000-7f5e2a028000 r--p 00000000 fe:01 1234 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+
+
+@pytest.mark.parametrize("library,name", [("libtcmalloc_minimal.so.4", "tcmalloc"), ("libjemalloc.so.2", "jemalloc"),
+                                          ("libtcmalloc.so.4.5.9", "tcmalloc")])
+def test_a_preloaded_malloc_in_the_map_is_named(tmp_path, library, name):
+    maps = tmp_path / "maps"
+    maps.write_text(LIBC + f"7f5e2b000000-7f5e2b010000 r-xp 00000000 fe:01 99 /usr/lib/x86_64-linux-gnu/{library}\n")
+    assert allocator(str(maps)) == name
+
+
+def test_glibc_without_one_and_unknown_without_a_map(tmp_path):
+    maps = tmp_path / "maps"
+    maps.write_text(LIBC + "7f5e2c000000-7f5e2c001000 rw-p 00000000 00:00 0 [heap]\n")
+    assert allocator(str(maps)) == "glibc"
+    assert allocator(str(tmp_path / "absent")) == "unknown"
+
+
+def _in_a_fresh_process(preload=None):
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if preload:
+        env["LD_PRELOAD"] = preload
+    code = "from benchmarks.train_step import allocator; print(allocator())"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
+def test_a_real_process_reads_its_own_map():
+    assert _in_a_fresh_process() == "glibc"
+    tcmalloc = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+    if tcmalloc:  # Debian's libtcmalloc-minimal4, where installed
+        assert _in_a_fresh_process(tcmalloc) == "tcmalloc"
