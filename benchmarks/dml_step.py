@@ -15,7 +15,8 @@ import argparse
 
 import numpy as np
 
-from benchmarks.train_step import allocator, time_interleaved
+from benchmarks.train_step import time_interleaved
+from kdjax.provenance import allocator
 
 
 def batch_of(batch, seed=0):

@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from benchmarks.train_step import allocator, kdjax_step, time_interleaved, torch_step
+from benchmarks.train_step import kdjax_step, time_interleaved, torch_step
+from kdjax.provenance import allocator
 
 
 def teacher_pass_rate(teacher_name: str, batch: int, steps: int = 24) -> float:

@@ -14,20 +14,7 @@ import time
 
 import numpy as np
 
-
-ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
-
-
-def allocator(maps_path: str = "/proc/self/maps") -> str:
-    """The malloc this process runs on: a preloaded tcmalloc / jemalloc / mimalloc (a library in the process's
-    memory map), else glibc's; 'unknown' without a readable map (not Linux). Step times depend on it: glibc maps
-    XLA's large buffers afresh for every step (benchmarks/README.md, Findings), so every figure names it."""
-    try:
-        with open(maps_path, encoding="utf-8") as f:
-            maps = f.read()
-    except OSError:
-        return "unknown"
-    return next((name for name in ALLOCATORS if f"/lib{name}" in maps), "glibc")
+from kdjax.provenance import allocator
 
 
 def time_calls(fn, repeats, warmup=3):

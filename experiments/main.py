@@ -4,7 +4,7 @@
         [--config.stages.student_kd.losses.kd.temperature=2.0 ...]
 
 Validates every stage first, then trains them in order. Appends a launch record to `DIR/launches.jsonl` (code
-commit and dirty flag, devices, argv) and writes `DIR/config.json`, then one folder per stage. A re-launch with
+commit and dirty flag, devices, malloc, argv) and writes `DIR/config.json`, then one folder per stage. A re-launch with
 the same DIR resumes: finished stages are reported from their results, an interrupted one continues from its
 checkpoint. SIGTERM (preemption) at any point checkpoints and exits 0.
 """
@@ -45,7 +45,11 @@ def main(argv):
         if config.multihost:
             jax.distributed.initialize()  # before any computation
         jax.config.update("jax_threefry_partitionable", True)
+        from kdjax import provenance
         from kdjax.train import loop, recipe
+        hint = provenance.malloc_hint(jax.default_backend(), provenance.allocator())
+        if hint and jax.process_index() == 0:
+            print(hint, flush=True)
 
         try:
             order = recipe.stage_order(config)

@@ -47,7 +47,7 @@ def record_launch(config, workdir: str, stages: list[str], argv=None) -> None:
     os.makedirs(workdir, exist_ok=True)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance.code_version(), "stages": stages,
               "jax_version": jax.__version__, "devices": [str(d) for d in jax.devices()],
-              "process_count": jax.process_count(), "argv": list(argv or [])}
+              "process_count": jax.process_count(), "malloc": provenance.allocator(), "argv": list(argv or [])}
     with open(os.path.join(workdir, "launches.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     results.write_json(os.path.join(workdir, "config.json"), dict(record, config=config.to_dict()))

@@ -64,6 +64,9 @@ def test_relaunch_reports_finished_stages_without_training(quickstart_run):
     assert "finished earlier (step 2)" in proc.stdout and "[student_ce] step 1/" not in proc.stdout
     launches = [json.loads(line) for line in open(workdir / "launches.jsonl")]  # one record per launch
     assert len(launches) >= 2 and "--stage=student_ce" in launches[-1]["argv"]
+    # the launch names its malloc, and a CPU run on glibc's says how to run faster
+    assert launches[-1]["malloc"] in ("glibc", "tcmalloc", "jemalloc", "mimalloc")
+    assert ("LD_PRELOAD=libtcmalloc_minimal.so.4" in proc.stdout) == (launches[-1]["malloc"] == "glibc")
 
 
 def test_report_prints_table_and_writes_png(quickstart_run, tmp_path):

@@ -1,5 +1,5 @@
-"""benchmarks.train_step.allocator: the malloc named in every benchmark's header line, read from the process's
-memory map (a preloaded tcmalloc or jemalloc, else glibc's)."""
+"""kdjax.provenance: the malloc a process runs on, read from its memory map (a preloaded tcmalloc or jemalloc, else
+glibc's), named in every launch record and benchmark header, and the launch hint for CPU runs on glibc's."""
 import ctypes.util
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks.train_step import allocator
+from kdjax.provenance import allocator, malloc_hint
 
 LIBC = "7f5e2a000000-7f5e2a028000 r--p 00000000 fe:01 1234 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
 
@@ -31,8 +31,8 @@ def _in_a_fresh_process(preload=None):
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     if preload:
         env["LD_PRELOAD"] = preload
-    code = "from benchmarks.train_step import allocator; print(allocator())"
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = "from kdjax.provenance import allocator; print(allocator())"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
                           check=True).stdout.strip()
 
@@ -43,3 +43,8 @@ def test_a_real_process_reads_its_own_map():
     tcmalloc = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
     if tcmalloc:  # Debian's libtcmalloc-minimal4, where installed
         assert _in_a_fresh_process(tcmalloc) == "tcmalloc"
+
+
+def test_the_hint_is_for_cpu_runs_on_glibc_only():
+    assert "LD_PRELOAD=libtcmalloc_minimal.so.4" in malloc_hint("cpu", "glibc")
+    assert malloc_hint("cpu", "tcmalloc") == malloc_hint("gpu", "glibc") == malloc_hint("tpu", "unknown") == ""
