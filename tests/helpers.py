@@ -50,13 +50,19 @@ def narrow(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
-def run_python(code_or_args, *, devices: int | None = None, timeout: int = 600,
-               user_env: bool = False) -> subprocess.CompletedProcess:
+def run_python(code_or_args, *, devices: int | None = None, timeout: int = 600, user_env: bool = False,
+               env_changes: dict | None = None) -> subprocess.CompletedProcess:
     """Runs python in a subprocess at the repo root (a fresh JAX with its own device count). `user_env`: without
-    the test run's TensorFlow log settings, as a user's shell would start it."""
+    the test run's TensorFlow log settings, as a user's shell would start it. `env_changes`: variables to set, or to
+    remove where the value is None."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     if user_env:
         del env["TF_CPP_MIN_LOG_LEVEL"]
+    for name, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
                                 if not f.startswith("--xla_force_host_platform_device_count"))
     if devices:

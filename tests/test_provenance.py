@@ -1,13 +1,12 @@
 """kdjax.provenance: the malloc a process runs on, read from its memory map (a preloaded tcmalloc or jemalloc, else
 glibc's), named in every launch record and benchmark header, and the launch hint for CPU runs on glibc's."""
 import ctypes.util
-import os
-import subprocess
 import sys
 
 import pytest
 
 from kdjax.provenance import allocator, malloc_hint
+from tests import helpers
 
 LIBC = "7f5e2a000000-7f5e2a028000 r--p 00000000 fe:01 1234 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
 
@@ -28,13 +27,10 @@ def test_glibc_without_one_and_unknown_without_a_map(tmp_path):
 
 
 def _in_a_fresh_process(preload=None):
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    if preload:
-        env["LD_PRELOAD"] = preload
-    code = "from kdjax.provenance import allocator; print(allocator())"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    proc = helpers.run_python("from kdjax.provenance import allocator; print(allocator())",
+                              env_changes={"LD_PRELOAD": preload})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
