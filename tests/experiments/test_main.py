@@ -66,7 +66,7 @@ def test_relaunch_reports_finished_stages_without_training(quickstart_run):
     launches = [json.loads(line) for line in open(workdir / "launches.jsonl")]  # one record per launch
     assert len(launches) >= 2 and "--stage=student_ce" in launches[-1]["argv"]
     # the launch names its malloc, and a CPU run on glibc's says how to run faster
-    assert launches[-1]["malloc"] in ("glibc",) + provenance.ALLOCATORS
+    assert launches[-1]["malloc"] in ("glibc", provenance.GLIBC_HUGEPAGES) + provenance.ALLOCATORS
     assert ("LD_PRELOAD=libtcmalloc_minimal.so.4" in proc.stdout) == (launches[-1]["malloc"] == "glibc")
 
 
