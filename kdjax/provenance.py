@@ -47,7 +47,7 @@ def glibc_hugepages(tunables: str | None = None, glibc: str | None = None,
         major, minor = (int(part) for part in version.split()[-1].split(".")[:2])
         with open(thp_path, encoding="utf-8") as f:
             thp_never = "[never]" in f.read()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # no /sys, not glibc (confstr unknown or None)
         return False
     return (major, minor) >= (2, 35) and not thp_never
 
