@@ -15,8 +15,7 @@ import argparse
 
 import numpy as np
 
-from benchmarks.train_step import time_interleaved
-from kdjax.provenance import allocator
+from benchmarks.train_step import setup_line, time_interleaved
 
 
 def batch_of(batch, seed=0):
@@ -128,7 +127,6 @@ def main():
     args = parser.parse_args()
     import torch  # before TensorFlow (kdjax's data layer): the other order crashes some wheel pairs
     import pytorch_metric_learning
-    import jax
     run_torch, n_torch = torch_step(args.model, args.batch)
     run_jax, n_jax, _ = kdjax_step(args.model, args.batch)
     if n_jax != n_torch:
@@ -136,9 +134,7 @@ def main():
     net_jax, net_torch = network_parts(args.model, args.batch)
     t_jax, t_torch, t_net_jax, t_net_torch = time_interleaved([run_jax, run_torch, net_jax, net_torch], args.repeats)
     print(f"DML step ({args.model} + 64-d head, {n_jax} parameters), batch {args.batch} at 28x28x1, multi-similarity, "
-          f"Adam; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), pytorch-metric-learning {pytorch_metric_learning.__version__}, "
-          f"malloc {allocator()}")
+          f"Adam; {setup_line()}, pytorch-metric-learning {pytorch_metric_learning.__version__}")
     print(f"kdjax {1000 * t_jax:8.1f} ms   torch + PML {1000 * t_torch:8.1f} ms")
     print(f"network forward + backward alone: kdjax {1000 * t_net_jax:8.1f} ms   torch {1000 * t_net_torch:8.1f} ms; "
           f"the rest of the step (mining, loss, optimiser): kdjax {1000 * (t_jax - t_net_jax):6.1f} ms   "

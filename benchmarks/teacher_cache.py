@@ -17,8 +17,7 @@ import time
 
 import numpy as np
 
-from benchmarks.train_step import kdjax_step, time_interleaved, torch_step
-from kdjax.provenance import allocator
+from benchmarks.train_step import kdjax_step, setup_line, time_interleaved, torch_step
 
 
 def teacher_pass_rate(teacher_name: str, batch: int, steps: int = 24) -> float:
@@ -59,11 +58,9 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    import jax
-    import torch
-    print(f"KD student step with cached teacher logits, batch {args.batch}, 32x32, float32; jax {jax.__version__} "
-          f"({jax.devices()[0].platform}), torch {torch.__version__} ({torch.get_num_threads()} threads), malloc "
-          f"{allocator()}; median of {args.repeats} steps, in ms")
+    import torch  # before TensorFlow (kdjax's data layer): the other order crashes some wheel pairs
+    print(f"KD student step with cached teacher logits, batch {args.batch}, 32x32, float32; {setup_line()}; median of "
+          f"{args.repeats} steps, in ms")
     print(f"{'pair':<24} {'kdjax cached':>12} {'kdjax':>8} {'torch':>8} {'torch cached':>12} "
           f"{'cached/torch':>12} {'teacher pass img/s':>18}")
     first = None

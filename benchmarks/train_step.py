@@ -17,6 +17,14 @@ import numpy as np
 from kdjax.provenance import allocator
 
 
+def setup_line() -> str:
+    """What a figure depends on besides the code: 'jax V (backend), torch V (N threads), malloc M'."""
+    import jax
+    import torch
+    return (f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), malloc {allocator()}")
+
+
 def time_calls(fn, repeats, warmup=3):
     for _ in range(warmup):
         fn()
@@ -110,11 +118,8 @@ def main():
     parser.add_argument("--bf16", action="store_true",
                         help="also time kdjax's step with compute_dtype='bfloat16' (bf16 / float32 per pair)")
     args = parser.parse_args()
-    import jax
-    import torch
-    print(f"KD train step, batch {args.batch}, 32x32, float32; jax {jax.__version__} ({jax.devices()[0].platform}), "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), malloc {allocator()}; median of "
-          f"{args.repeats} steps")
+    import torch  # before TensorFlow (kdjax's data layer): the other order crashes some wheel pairs
+    print(f"KD train step, batch {args.batch}, 32x32, float32; {setup_line()}; median of {args.repeats} steps")
     ratios = []
     for pair in args.pairs.split(","):
         t_name, s_name = pair.split("-")
